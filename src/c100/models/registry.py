@@ -1,0 +1,63 @@
+"""Model registry: builders registered by name, built with ``create_model(name, num_classes=100)``.
+
+Every builder takes ``num_classes`` and returns an ``nn.Module`` that maps a float batch
+``(N, 3, 32, 32)`` to logits ``(N, num_classes)``. Models never move themselves to a device or dtype.
+"""
+from dataclasses import dataclass
+from typing import Callable
+
+import torch.nn as nn
+
+from c100.errors import UnknownNameError, close_matches_message
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    builder: Callable[..., nn.Module]
+    family: str
+    paper: str = ""
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register_model(name=None, *, family, paper=""):
+    """Decorator: ``@register_model(family="resnet", paper="...")`` on a builder function."""
+
+    def wrap(fn):
+        key = name or fn.__name__
+        if key in _REGISTRY:
+            raise ValueError(f"model name {key!r} registered twice")
+        _REGISTRY[key] = ModelEntry(key, fn, family, paper)
+        return fn
+
+    return wrap
+
+
+def list_models(family=None):
+    _import_families()
+    return sorted(k for k, e in _REGISTRY.items() if family is None or e.family == family)
+
+
+def get_entry(name) -> ModelEntry:
+    _import_families()
+    if name not in _REGISTRY:
+        raise UnknownNameError(close_matches_message("model", name, sorted(_REGISTRY)))
+    return _REGISTRY[name]
+
+
+def create_model(name, num_classes=100, **kwargs) -> nn.Module:
+    """Build a registered model, or any timm model as ``timm/<name>``."""
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise UnknownNameError(f"num_classes must be a positive integer, got {num_classes!r}")
+    if name.startswith("timm/"):
+        from c100.models.timm_adapter import create_timm_model
+
+        return create_timm_model(name[len("timm/"):], num_classes=num_classes, **kwargs)
+    return get_entry(name).builder(num_classes=num_classes, **kwargs)
+
+
+def _import_families():
+    # Family modules register themselves on import; importing here keeps the registry lazy.
+    import c100.models.families  # noqa: F401
