@@ -78,7 +78,7 @@ def offline_help(root) -> str:
             f"You can also point --data-root or $C100_DATA at a folder that holds {FOLDER}/.")
 
 
-def download(root) -> Path:
+def download_dataset(root) -> Path:
     """Download and unpack the official tarball with torchvision's md5-verifying helpers."""
     from torchvision.datasets.utils import download_and_extract_archive
 
@@ -91,6 +91,10 @@ def download(root) -> Path:
     except (OSError, RuntimeError) as e:  # URLError is an OSError; a bad md5 is a RuntimeError
         raise DataMissingError(f"download of {URL} failed ({e}). " + offline_help(root)) from e
     return root / FOLDER
+
+
+class ForeignGlobalError(pickle.UnpicklingError):
+    """A pickle named a global outside the allow-list."""
 
 
 class _NumpyOnlyUnpickler(pickle.Unpickler):
@@ -109,7 +113,7 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module, name):
         if (module, name) in self.ALLOWED:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refused to load global {module}.{name}: not a numpy array global")
+        raise ForeignGlobalError(f"refused to load global {module}.{name}: not a numpy array global")
 
 
 def safe_unpickle(path):
@@ -122,8 +126,8 @@ def safe_unpickle(path):
         raise DataCorruptError(f"cannot read {path}: {e}") from e
     try:
         return _NumpyOnlyUnpickler(io.BytesIO(raw), encoding="bytes").load()
-    except pickle.UnpicklingError as e:
-        raise DataCorruptError(f"{path} is not a plain CIFAR-100 pickle: {e}") from e
+    except ForeignGlobalError as e:
+        raise DataCorruptError(f"{path} is not a plain CIFAR-100 pickle: {e}; nothing was run") from e
     except Exception as e:  # truncated or garbled: EOFError, ValueError, KeyError, ...
         raise DataCorruptError(f"{path} is truncated or corrupt ({type(e).__name__}: {e})") from e
 
@@ -223,3 +227,16 @@ def write_meta(root, fine_names, coarse_names):
     with open(d / "meta", "wb") as f:
         pickle.dump({b"fine_label_names": [n.encode() for n in fine_names],
                      b"coarse_label_names": [n.encode() for n in coarse_names]}, f, protocol=2)
+
+
+def ensure_data(root=None, download=False) -> Path:
+    """The data root holding cifar-100-python/, downloading it if asked; a clear error otherwise."""
+    root = resolve_root(root)
+    if (root / FOLDER / "train").exists() and (root / FOLDER / "test").exists():
+        return root
+    if root.name == FOLDER and (root / "train").exists():
+        return root.parent
+    if download:
+        download_dataset(root)
+        return root
+    raise DataMissingError(offline_help(root))

@@ -1,0 +1,67 @@
+"""c100 train: train one model into a run folder.
+
+    c100 train resnet18 --recipe fast
+    c100 train simplecnn --recipe seed --epochs 30 --out runs/cnn
+    c100 train --resume runs/cnn                         # continue exactly where it stopped
+    torchrun --nproc-per-node 4 -m c100 train resnet18 --recipe fast
+"""
+import argparse
+
+from c100.commands._common import add_config_overrides, add_data_args, overrides_from
+
+
+def add_parser(sub):
+    p = sub.add_parser("train", help="train one model", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", nargs="?", help="model name (`c100 models`), or timm/<name>")
+    p.add_argument("--recipe", default="fast", help="named recipe (`c100 recipes`); default fast")
+    p.add_argument("--out", help="run folder (default runs/<model>-<recipe>-s<seed>)")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    p.add_argument("--stop-at-epoch", type=int, metavar="N",
+                   help="stop cleanly after epoch N with a checkpoint (the schedule still spans all epochs)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_data_args(p)
+    add_config_overrides(p)
+    return p
+
+
+def default_out(cfg):
+    return f"runs/{cfg.model.replace('/', '_')}-{cfg.recipe}-s{cfg.seed}"
+
+
+def run(args):
+    from c100.data.cifar import ensure_data
+    from c100.engine.recipes import get_recipe
+    from c100.engine.trainer import TrainingInterrupted, run as train_run
+    from c100.errors import ConfigError
+    from c100.models.registry import create_model
+
+    if args.stop_at_epoch is not None and args.stop_at_epoch < 1:
+        raise ConfigError(f"--stop-at-epoch must be at least 1, got {args.stop_at_epoch}")
+    overrides = overrides_from(args)
+    if args.resume:
+        if args.model:
+            raise ConfigError("give either a model or --resume RUN_DIR, not both")
+        cfg, out = None, args.resume
+        if overrides:
+            from c100.checkpoint import load_checkpoint
+            from c100.engine.config import TrainConfig
+            from c100.runlog import RunDir
+
+            saved = TrainConfig.from_dict(load_checkpoint(RunDir(out).last)["config"])
+            cfg = saved.replace(**overrides)
+    else:
+        if not args.model:
+            raise ConfigError("name a model to train (`c100 models` lists them), or --resume RUN_DIR")
+        if args.model.startswith("timm/"):
+            create_model(args.model)  # unknown timm names fail here, before any data is read
+        cfg = get_recipe(args.recipe).config_for(args.model, **overrides)
+        out = args.out or default_out(cfg)
+    root = ensure_data(args.data_root, download=args.download)
+    try:
+        summary = train_run(cfg, out, root, verify=args.verify, resume=bool(args.resume),
+                            stop_at_epoch=args.stop_at_epoch, progress=False if args.no_progress else None)
+    except TrainingInterrupted as e:
+        print(str(e))
+        return 128 + e.signum
+    return 0 if summary.get("status") in ("finished", "stopped") else 1

@@ -1,0 +1,121 @@
+"""TrainConfig: every choice of a training run in one frozen dataclass, units in the comments.
+
+A config is resolved from a recipe (c100.engine.recipes), the recipe's per-model overrides and the
+command line's overrides, validated, written to the run folder and saved in every checkpoint.
+"""
+import dataclasses
+import math
+from dataclasses import dataclass, field, fields
+
+from c100.errors import ConfigError
+
+SCHEDULES = ("multistep", "cosine", "linear", "constant")
+NORMALIZE = ("seed", "cifar100")
+AMP = ("auto", "bf16", "fp16", "none")
+TTA = ("none", "flip", "flip-translate")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str = "resnet18"
+    recipe: str = "custom"
+    seed: int = 0                      # model init, data order and augmentation
+    # --- data
+    val_size: int = 5000               # training images held out (stratified) for every choice
+    split_seed: int = 0                # fixes the validation split, independent of `seed`
+    normalize: str = "cifar100"        # "seed": mean/std 0.5; "cifar100": the data set's mean/std
+    crop_padding: int = 4              # pixels of zero padding before the random 32x32 crop; 0 = off
+    flip: bool = True                  # random horizontal flip
+    # --- optimisation
+    epochs: int = 30
+    batch_size: int = 128              # global: images per optimizer step, all ranks together
+    lr: float = 0.1                    # peak learning rate for `batch_size`
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4         # L2 coefficient (coupled, as torch.optim.SGD)
+    decay_norm_and_bias: bool = True   # False: no weight decay on norm weights and biases
+    schedule: str = "multistep"        # multistep | cosine | linear (to 0) | constant
+    milestones: tuple = (60, 120, 160) # epochs at which multistep multiplies the lr by gamma
+    gamma: float = 0.2
+    warmup_epochs: float = 0.0         # linear warm-up from 0 over this many epochs
+    label_smoothing: float = 0.0
+    grad_clip: float = 0.0             # max global gradient norm; 0 = off
+    # --- hardware
+    device: str = "auto"               # auto | cpu | cuda
+    amp: str = "auto"                  # auto = bf16 autocast on CUDA, none on CPU
+    channels_last: bool = True         # NHWC on CUDA (ignored on CPU)
+    compile: bool = False              # torch.compile the model (CUDA only; ignored on CPU)
+    sync_bn: bool = False              # SyncBatchNorm across ranks under torchrun
+    eval_batch_size: int = 1000
+    # --- run control
+    eval_every: int = 1                # validate every N epochs (and always after the last)
+    tta: str = "none"                  # test-time augmentation for the final evaluation
+    budget_minutes: float = 0.0        # >0: choose `epochs` so that training fits this many minutes
+    train_subset: int = 0              # >0: train on only this many (stratified) images; for budgets
+    threads: int = 0                   # CPU threads for torch (0 = torch's default)
+    notes: str = ""
+
+    def __post_init__(self):
+        validate(self)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d):
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown config keys: {', '.join(unknown)}")
+        d = dict(d)
+        if "milestones" in d:
+            d["milestones"] = tuple(d["milestones"])
+        return cls(**d)
+
+    def replace(self, **changes):
+        try:
+            return dataclasses.replace(self, **changes)
+        except TypeError as e:
+            raise ConfigError(str(e)) from e
+
+
+def _check(cond, msg):
+    if not cond:
+        raise ConfigError(msg)
+
+
+def validate(c: TrainConfig):
+    for f in fields(c):
+        v = getattr(c, f.name)
+        typ = (int, float) if f.type is float else f.type
+        ok = isinstance(v, typ) and not (f.type in (int, float) and isinstance(v, bool))
+        _check(ok, f"{f.name} must be of type {f.type.__name__}, got {v!r}")
+        _check(not isinstance(v, float) or math.isfinite(v), f"{f.name} must be finite, got {v!r}")
+    _check(c.epochs >= 1, f"epochs must be at least 1, got {c.epochs}")
+    _check(c.batch_size >= 1, f"batch_size must be positive, got {c.batch_size}")
+    _check(c.eval_batch_size >= 1, f"eval_batch_size must be positive, got {c.eval_batch_size}")
+    _check(c.lr > 0 and c.lr < 100, f"lr must be in (0, 100), got {c.lr}")
+    _check(0 <= c.momentum < 1, f"momentum must be in [0, 1), got {c.momentum}")
+    _check(not c.nesterov or c.momentum > 0, "nesterov needs momentum > 0")
+    _check(0 <= c.weight_decay < 1, f"weight_decay must be in [0, 1), got {c.weight_decay}")
+    _check(c.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {c.schedule!r}")
+    _check(all(isinstance(m, int) and m > 0 for m in c.milestones) and list(c.milestones) == sorted(c.milestones),
+           f"milestones must be increasing positive epochs, got {c.milestones}")
+    _check(0 < c.gamma <= 1, f"gamma must be in (0, 1], got {c.gamma}")
+    _check(0 <= c.warmup_epochs <= c.epochs, f"warmup_epochs must be in [0, epochs], got {c.warmup_epochs}")
+    _check(0 <= c.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {c.label_smoothing}")
+    _check(c.grad_clip >= 0, f"grad_clip must be >= 0, got {c.grad_clip}")
+    _check(c.normalize in NORMALIZE, f"normalize must be one of {NORMALIZE}, got {c.normalize!r}")
+    _check(0 <= c.crop_padding <= 16, f"crop_padding must be in [0, 16], got {c.crop_padding}")
+    _check(c.val_size >= 0 and c.val_size % 100 == 0 and c.val_size < 50_000,
+           f"val_size must be a multiple of 100 in [0, 50000), got {c.val_size}")
+    _check(c.device in DEVICES, f"device must be one of {DEVICES}, got {c.device!r}")
+    _check(c.amp in AMP, f"amp must be one of {AMP}, got {c.amp!r}")
+    _check(c.tta in TTA, f"tta must be one of {TTA}, got {c.tta!r}")
+    _check(c.eval_every >= 1, f"eval_every must be at least 1, got {c.eval_every}")
+    _check(c.budget_minutes >= 0, f"budget_minutes must be >= 0, got {c.budget_minutes}")
+    _check(c.train_subset >= 0 and c.train_subset % 100 == 0,
+           f"train_subset must be a multiple of 100 (0 = all), got {c.train_subset}")
+    _check(c.threads >= 0, f"threads must be >= 0, got {c.threads}")
+    _check(c.model != "", "model must be named")

@@ -1,0 +1,62 @@
+"""Evaluation: the full set's logits, then metrics as pure functions of them.
+
+Test-time augmentation levels: "none"; "flip" (mean of the image's and its mirror's logits);
+"flip-translate" (also 2-pixel shifts in each direction of both, zero-padded as in training).
+"""
+from contextlib import nullcontext
+
+import torch
+import torch.nn.functional as F
+
+from c100.distributed import DistEnv, all_gather_cat
+from c100.metrics import summarize_logits
+
+
+def _views(x, tta):
+    yield x
+    if tta in ("flip", "flip-translate"):
+        yield x.flip(3)
+    if tta == "flip-translate":
+        h, w = x.shape[-2:]
+        padded = F.pad(x, (2, 2, 2, 2))
+        for dy, dx in ((0, 0), (4, 4), (0, 4), (4, 0)):
+            shifted = padded[..., dy:dy + h, dx:dx + w]
+            yield shifted
+            yield shifted.flip(3)
+
+
+@torch.no_grad()
+def predict_logits(model, images_uint8, normalizer, batch_size=1000, tta="none", autocast=None,
+                   env: DistEnv = DistEnv()) -> torch.Tensor:
+    """Logits (N, C) float32 for uint8 images (N, 3, H, W) on the model's device.
+
+    Under torchrun the batches are dealt out to ranks whole, so every batch is the same as in a
+    single process and the gathered logits are bitwise the same.
+    """
+    was_training = model.training
+    model.eval()
+    n = images_uint8.shape[0]
+    starts = list(range(0, n, batch_size))
+    mine = starts[len(starts) * env.rank // env.world_size: len(starts) * (env.rank + 1) // env.world_size]
+    out = []
+    for s in mine:
+        x = normalizer(images_uint8[s:s + batch_size])
+        total = None
+        views = 0
+        for view in _views(x, tta):
+            with autocast() if autocast else nullcontext():
+                logits = model(view).float()
+            total = logits if total is None else total + logits
+            views += 1
+        out.append(total / views)
+    if not out:  # more ranks than batches: this rank contributes an empty (0, C) block
+        out.append(model(normalizer(images_uint8[:0])).float())
+    model.train(was_training)
+    return all_gather_cat(torch.cat(out), env)
+
+
+def evaluate(model, images_uint8, labels, normalizer, batch_size=1000, tta="none", autocast=None,
+             env: DistEnv = DistEnv()):
+    """(metrics dict, logits) on a whole evaluation set."""
+    logits = predict_logits(model, images_uint8, normalizer, batch_size, tta, autocast, env)
+    return summarize_logits(logits, labels), logits

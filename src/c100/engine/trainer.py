@@ -1,0 +1,453 @@
+"""Training: one train-step function, an epoch loop around it, and ``run`` that wires a whole run.
+
+    from c100.engine.recipes import get_recipe
+    from c100.engine.trainer import run
+    summary = run(get_recipe("fast").config_for("simplecnn"), "runs/simplecnn")
+
+The step never syncs with the host; the loop reads its running sums once per epoch (and checks for
+a non-finite loss every ``NAN_CHECK_EVERY`` steps). Learning rates come from a pure function of the
+global step. The data order and augmentation are pure functions of (seed, epoch), and every other
+random state is saved in the checkpoint, so a resumed run is bitwise the uninterrupted one on the CPU.
+"""
+import copy
+import math
+import platform
+import signal
+import sys
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from functools import partial
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from c100 import __version__
+from c100.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from c100.data.cifar import load_meta, load_split, stratified_split
+from c100.data.loader import DeviceDataset, Normalizer, TrainBatches, steps_per_epoch
+from c100.distributed import DistEnv, all_reduce_sum, barrier, broadcast_object, init as dist_init
+from c100.engine.config import TrainConfig
+from c100.engine.evaluate import evaluate
+from c100.engine.optim import build_optimizer, set_lr
+from c100.engine.schedule import lr_at
+from c100.errors import ConfigError, NumericalError, ResourceError, RunFolderError
+from c100.models import create_model, get_entry
+from c100.models.info import count_params, forward_gflops
+from c100.runlog import RESUME_MAY_DIFFER, RunDir
+
+NAN_CHECK_EVERY = 100  # steps between host checks for a non-finite loss
+
+
+class TrainingInterrupted(Exception):
+    """SIGINT/SIGTERM arrived; a checkpoint of the exact position was written."""
+
+    def __init__(self, run_dir, signum):
+        self.run_dir, self.signum = run_dir, signum
+        super().__init__(f"stopped by {signal.Signals(signum).name}; a checkpoint was written. "
+                         f"Continue with: c100 train --resume {run_dir}")
+
+
+# ----------------------------------------------------------------------------- the step
+def train_step(model, optimizer, x, y, loss_fn, autocast=nullcontext, grad_clip=0.0, scaler=None):
+    """One optimizer step on one batch; returns (loss, logits), detached, without a host sync."""
+    optimizer.zero_grad(set_to_none=True)
+    with autocast():
+        logits = model(x)
+        loss = loss_fn(logits, y)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        if grad_clip:
+            scaler.unscale_(optimizer)
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        if grad_clip:
+            nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+    return loss.detach(), logits.detach()
+
+
+# ----------------------------------------------------------------------------- hardware
+def resolve_device(cfg, env: DistEnv) -> torch.device:
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for but no CUDA device is available")
+    kind = "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
+    return torch.device(f"cuda:{env.local_rank}" if kind == "cuda" else "cpu")
+
+
+def autocast_for(cfg, device):
+    amp = cfg.amp if cfg.amp != "auto" else ("bf16" if device.type == "cuda" else "none")
+    if amp == "none":
+        return nullcontext, amp
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return partial(torch.autocast, device_type=device.type, dtype=dtype), amp
+
+
+def device_name(device):
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({torch.get_num_threads()} threads, {platform.machine()})"
+
+
+# ----------------------------------------------------------------------------- data
+@dataclass
+class Data:
+    train: DeviceDataset
+    val: DeviceDataset | None
+    test: DeviceDataset
+    test_coarse: np.ndarray
+    meta: object
+
+
+def load_data(cfg, data_root, verify, device) -> Data:
+    train, test = load_split(data_root, "train", verify), load_split(data_root, "test", verify)
+    meta = load_meta(data_root)
+    tr_idx, val_idx = stratified_split(train.fine, cfg.val_size, cfg.split_seed)
+    if cfg.train_subset:
+        if cfg.train_subset > len(tr_idx):
+            raise ConfigError(f"train_subset {cfg.train_subset} exceeds the {len(tr_idx)} training images")
+        keep, _ = stratified_split(train.fine[tr_idx], len(tr_idx) - cfg.train_subset, cfg.split_seed + 1)
+        tr_idx = tr_idx[keep]
+    val = DeviceDataset(train.images[val_idx], train.fine[val_idx], device) if len(val_idx) else None
+    return Data(DeviceDataset(train.images[tr_idx], train.fine[tr_idx], device), val,
+                DeviceDataset(test.images, test.fine, device), test.coarse, meta)
+
+
+# ----------------------------------------------------------------------------- budget
+def fit_budget(cfg: TrainConfig, step_s: float, steps: int, n_train: int) -> TrainConfig:
+    """The config whose training fits ``cfg.budget_minutes`` given a measured step time.
+
+    Fewer epochs when the recipe's do not fit (multistep milestones scale with them); when not even
+    one epoch fits, one epoch on a stratified subset that does. Pure: recorded in config.json.
+    """
+    if not cfg.budget_minutes:
+        return cfg
+    budget_s = cfg.budget_minutes * 60
+    epoch_s = step_s * steps
+    fit = int(budget_s // epoch_s)
+    if fit >= cfg.epochs:
+        return cfg
+    if fit >= 1:
+        scale = fit / cfg.epochs
+        miles = tuple(sorted({max(1, round(m * scale)) for m in cfg.milestones}))
+        return cfg.replace(epochs=fit, milestones=miles, warmup_epochs=min(cfg.warmup_epochs, fit * 0.1))
+    per_epoch_images = int(budget_s / step_s) * cfg.batch_size
+    subset = max(100, (min(per_epoch_images, n_train) // 100) * 100)
+    return cfg.replace(epochs=1, train_subset=subset, warmup_epochs=min(cfg.warmup_epochs, 0.1), milestones=())
+
+
+def measure_step_time(model, cfg, data, normalizer, loss_fn, autocast, device, n_warm=2, n_timed=4):
+    """Seconds per training step, on a copy of the model (no effect on the run or its RNG)."""
+    probe = copy.deepcopy(model)
+    opt = build_optimizer(probe, cfg)
+    batches = iter(TrainBatches(data.train, cfg.batch_size, cfg.seed, 10_000))
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        for i in range(n_warm + n_timed):
+            if i == n_warm:
+                _sync(device)
+                t0 = time.perf_counter()
+            x, y = next(batches)
+            train_step(probe, opt, normalizer(x), y, loss_fn, autocast)
+        _sync(device)
+    return (time.perf_counter() - t0) / n_timed
+
+
+def _sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+# ----------------------------------------------------------------------------- signals
+class StopSignal:
+    """Turns SIGINT/SIGTERM into a flag the loop checks between steps."""
+
+    def __init__(self):
+        self.signum = None
+
+    @contextmanager
+    def installed(self):
+        def handler(signum, frame):
+            self.signum = signum
+
+        old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+
+
+# ----------------------------------------------------------------------------- the run
+class Run:
+    """Everything one training run holds; built by ``run()``."""
+
+    def __init__(self, cfg: TrainConfig, run_dir, data_root, verify="full", progress=None, log=print):
+        self.t_start = time.perf_counter()
+        self.cfg = cfg
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.device = resolve_device(cfg, DistEnv())
+        self.env = dist_init(self.device.type)
+        self.device = resolve_device(cfg, self.env)
+        self.dir = RunDir(run_dir, enabled=self.env.is_main)
+        self.log = log if self.env.is_main else (lambda *a, **k: None)
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        self.progress = self.progress and self.env.is_main
+        self.data_root, self.verify = data_root, verify
+        self.autocast, self.amp = autocast_for(cfg, self.device)
+        self.channels_last = cfg.channels_last and self.device.type == "cuda"
+        self.normalizer = Normalizer.named(cfg.normalize, self.device, self.channels_last)
+        self.loss_fn = partial(F.cross_entropy, label_smoothing=cfg.label_smoothing)
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp == "fp16" else None
+
+    def build_model(self):
+        torch.manual_seed(self.cfg.seed)
+        model = create_model(self.cfg.model, num_classes=100)
+        self.params, self.gflops = count_params(model), forward_gflops(model)
+        if self.cfg.sync_bn and self.env.enabled:
+            model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = model.to(self.device)
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.raw_model = model  # what is saved: never wrapped by DDP or compile
+        return model
+
+    def wrap_model(self, model):
+        if self.cfg.compile and self.device.type == "cuda":
+            model = torch.compile(model)
+        if self.env.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        return model
+
+
+def _check_resume_config(saved: TrainConfig, given: TrainConfig | None):
+    if given is None:
+        return saved
+    a, b = saved.to_dict(), given.to_dict()
+    diff = sorted(k for k in a if a[k] != b[k] and k not in RESUME_MAY_DIFFER)
+    if diff:
+        raise RunFolderError(f"--resume: the checkpoint's config differs in {', '.join(diff)}; "
+                             f"resume without overriding those")
+    return given
+
+
+def run(cfg: TrainConfig | None, run_dir, data_root=None, verify="full", resume=False,
+        stop_at_epoch=None, progress=None, log=print) -> dict:
+    """Train (or resume) one run into ``run_dir``; return its summary dict.
+
+    ``stop_at_epoch``: stop cleanly after that many epochs with a checkpoint (the schedule still
+    spans ``cfg.epochs``), as a pre-empted job would; ``--resume`` continues it.
+    """
+    from c100.data.cifar import resolve_root
+
+    data_root = resolve_root(data_root)
+    ckpt = None
+    rd = RunDir(run_dir)
+    if resume:
+        if not rd.last.exists():
+            raise RunFolderError(f"--resume: no checkpoint at {rd.last}")
+        ckpt = load_checkpoint(rd.last)
+        cfg = _check_resume_config(TrainConfig.from_dict(ckpt["config"]), cfg)
+    elif cfg is None:
+        raise ConfigError("no config given")
+    else:
+        get_entry(cfg.model) if not cfg.model.startswith("timm/") else None
+        rd.check_fresh_start(cfg.to_dict())
+    r = Run(cfg, run_dir, data_root, verify, progress, log)
+    return _train(r, ckpt, stop_at_epoch)
+
+
+def _train(r: Run, ckpt, stop_at_epoch):
+    cfg = r.cfg
+    data = load_data(cfg, r.data_root, r.verify, r.device)
+    model = r.build_model()
+    if ckpt is None and cfg.budget_minutes:
+        step_s = measure_step_time(model, cfg, data, r.normalizer, r.loss_fn, r.autocast, r.device)
+        cfg = broadcast_object(fit_budget(cfg, step_s, steps_per_epoch(len(data.train), cfg.batch_size),
+                                          len(data.train)), r.env)
+        r.log(f"budget {cfg.budget_minutes:g} min, {step_s * 1000:.1f} ms/step measured: "
+              f"{cfg.epochs} epoch(s) on {cfg.train_subset or len(data.train)} images")
+        if cfg.train_subset:
+            data = load_data(cfg, r.data_root, r.verify, r.device)
+        r.cfg = cfg
+    r.dir.write_config(cfg.to_dict())
+    optimizer = build_optimizer(model, cfg)
+    train_model = r.wrap_model(model)
+    spe = steps_per_epoch(len(data.train), cfg.batch_size)
+    if spe < 1:
+        raise ConfigError(f"batch_size {cfg.batch_size} is larger than the {len(data.train)} training images")
+
+    state = {"epoch": 0, "step_in_epoch": 0, "metrics": [], "best": {"epoch": None, "val_top1_err": None},
+             "train_time_s": 0.0, "eval_time_s": 0.0, "partial": None}
+    if ckpt is not None:
+        r.raw_model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if r.scaler is not None and ckpt.get("scaler"):
+            r.scaler.load_state_dict(ckpt["scaler"])
+        set_rng_state(ckpt["rng"])
+        state.update({k: ckpt[k] for k in state if k in ckpt})
+        r.log(f"resumed {r.dir.path} at epoch {state['epoch']}, step {state['step_in_epoch']}")
+    r.dir.write_metrics(state["metrics"])
+
+    r.log(f"{cfg.model}: {r.params:,} params, {r.gflops:.3f} GFLOPs/img; recipe {cfg.recipe}; "
+          f"{len(data.train)} train / {len(data.val) if data.val else 0} val images; "
+          f"{cfg.epochs} epochs x {spe} steps of {cfg.batch_size}; {device_name(r.device)}, amp {r.amp}")
+    stop = StopSignal()
+    last_epoch = min(cfg.epochs, stop_at_epoch) if stop_at_epoch else cfg.epochs
+    with stop.installed():
+        for epoch in range(state["epoch"], last_epoch):
+            row = _train_epoch(r, train_model, optimizer, data, epoch, spe, state, stop)
+            t0 = time.perf_counter()
+            is_last = epoch + 1 == cfg.epochs
+            if data.val is not None and ((epoch + 1) % cfg.eval_every == 0 or is_last):
+                val, _ = evaluate(r.raw_model, data.val.images, data.val.labels, r.normalizer,
+                                  cfg.eval_batch_size, "none", r.autocast, r.env)
+                row.update(val_loss=val["loss"], val_top1_err=val["top1_err"], val_top5_err=val["top5_err"])
+            state["eval_time_s"] += time.perf_counter() - t0
+            row["elapsed_s"] = round(time.perf_counter() - r.t_start, 3)
+            state["metrics"].append(row)
+            state.update(epoch=epoch + 1, step_in_epoch=0, partial=None)
+            improved = row.get("val_top1_err") is not None and (
+                state["best"]["val_top1_err"] is None or row["val_top1_err"] < state["best"]["val_top1_err"])
+            if improved:
+                state["best"] = {"epoch": epoch + 1, "val_top1_err": row["val_top1_err"]}
+            _save(r, optimizer, state, best=improved)
+            r.dir.write_metrics(state["metrics"])
+            r.dir.log_scalars(row)
+            r.log(_epoch_line(row, cfg.epochs))
+            if stop.signum is not None and state["epoch"] < cfg.epochs:
+                raise TrainingInterrupted(r.dir.path, stop.signum)
+    if state["epoch"] < cfg.epochs:
+        r.log(f"stopped after epoch {state['epoch']} of {cfg.epochs}; continue with: c100 train --resume {r.dir.path}")
+        r.dir.close()
+        return {"status": "stopped", "epoch": state["epoch"], "run_dir": str(r.dir.path)}
+    summary = _finish(r, data, state)
+    return summary
+
+
+def _train_epoch(r: Run, model, optimizer, data, epoch, spe, state, stop):
+    cfg = r.cfg
+    model.train()
+    start = state["step_in_epoch"]
+    sums = torch.zeros(3, dtype=torch.float64, device=r.device)  # loss sum, correct, seen (this rank)
+    epoch_time = 0.0
+    if state["partial"] is not None:
+        sums += torch.tensor(state["partial"]["sums"], dtype=torch.float64, device=r.device)
+        epoch_time = state["partial"]["time_s"]
+    batches = TrainBatches(data.train, cfg.batch_size, cfg.seed, epoch, cfg.crop_padding, cfg.flip,
+                           r.env.rank, r.env.world_size, start_step=start)
+    if r.progress:
+        from tqdm import tqdm
+
+        batches = tqdm(batches, desc=f"epoch {epoch + 1}/{cfg.epochs}", leave=False, dynamic_ncols=True)
+    _sync(r.device)
+    t0 = time.perf_counter()
+    step = start
+    try:
+        for x, y in batches:
+            gstep = epoch * spe + step
+            set_lr(optimizer, lr_at(gstep, cfg, spe))
+            loss, logits = train_step(model, optimizer, r.normalizer(x), y, r.loss_fn, r.autocast,
+                                      cfg.grad_clip, r.scaler)
+            sums += torch.stack([loss.double() * len(y), (logits.argmax(1) == y).sum().double(),
+                                 torch.tensor(float(len(y)), dtype=torch.float64, device=r.device)])
+            step += 1
+            if step % NAN_CHECK_EVERY == 0:
+                _check_finite(sums, r, epoch, step)
+            if stop.signum is not None and step < spe:
+                _sync(r.device)
+                state.update(epoch=epoch, step_in_epoch=step, partial={
+                    "sums": sums.tolist(), "time_s": epoch_time + time.perf_counter() - t0})
+                state["train_time_s"] += time.perf_counter() - t0
+                _save(r, optimizer, state, best=False)
+                raise TrainingInterrupted(r.dir.path, stop.signum)
+    except torch.cuda.OutOfMemoryError as e:
+        raise ResourceError(f"out of GPU memory at batch size {cfg.batch_size}; try --batch-size "
+                            f"{max(1, cfg.batch_size // 2)} (and --lr {cfg.lr / 2:g} to keep lr per image)") from e
+    _sync(r.device)
+    dt = time.perf_counter() - t0
+    state["train_time_s"] += dt
+    epoch_time += dt
+    _check_finite(sums, r, epoch, step)
+    total = all_reduce_sum(sums.clone(), r.env).tolist()
+    seen = total[2]
+    return {"epoch": epoch + 1, "step": (epoch + 1) * spe, "lr": optimizer.param_groups[0]["lr"],
+            "train_loss": total[0] / seen, "train_top1_err": 100.0 * (1 - total[1] / seen),
+            "val_loss": None, "val_top1_err": None, "val_top5_err": None,
+            "epoch_time_s": round(epoch_time, 4), "images_per_s": round(seen / epoch_time, 1)}
+
+
+def _check_finite(sums, r, epoch, step):
+    if not math.isfinite(sums[0].item()):
+        raise NumericalError(f"the training loss became NaN or inf in epoch {epoch + 1} (by step {step}); "
+                             f"the last good checkpoint {r.dir.last} is kept. Try a lower --lr or --grad-clip 1.0")
+
+
+def _save(r: Run, optimizer, state, best):
+    if not r.env.is_main:
+        return
+    ckpt = {"config": r.cfg.to_dict(), "model": r.raw_model.state_dict(), "optimizer": optimizer.state_dict(),
+            "scaler": r.scaler.state_dict() if r.scaler is not None else None, "rng": rng_state(),
+            **state}
+    save_checkpoint(ckpt, r.dir.last)
+    if best:
+        save_checkpoint(ckpt, r.dir.best)
+
+
+def _epoch_line(row, epochs):
+    val = (f" | val loss {row['val_loss']:.3f} top-1 err {row['val_top1_err']:.2f}% top-5 {row['val_top5_err']:.2f}%"
+           if row.get("val_top1_err") is not None else "")
+    return (f"epoch {row['epoch']:>3}/{epochs} | lr {row['lr']:.4g} | train loss {row['train_loss']:.3f} "
+            f"err {row['train_top1_err']:.2f}%{val} | {row['epoch_time_s']:.1f}s, {row['images_per_s']:.0f} img/s")
+
+
+def _finish(r: Run, data, state):
+    cfg = r.cfg
+    t0 = time.perf_counter()
+    val = None
+    if data.val is not None:
+        val, _ = evaluate(r.raw_model, data.val.images, data.val.labels, r.normalizer, cfg.eval_batch_size,
+                          cfg.tta, r.autocast, r.env)
+    test, logits = evaluate(r.raw_model, data.test.images, data.test.labels, r.normalizer,
+                            cfg.eval_batch_size, cfg.tta, r.autocast, r.env)
+    test["tta"] = cfg.tta
+    state["eval_time_s"] += time.perf_counter() - t0
+    images = sum(m["images_per_s"] * m["epoch_time_s"] for m in state["metrics"])
+    summary = {
+        "c100_version": __version__, "status": "finished", "run_dir": str(r.dir.path),
+        "model": cfg.model, "family": get_entry(cfg.model).family if not cfg.model.startswith("timm/") else "timm",
+        "recipe": cfg.recipe, "seed": cfg.seed, "epochs": state["epoch"],
+        "params": r.params, "gflops": round(r.gflops, 4), "val": val, "test": test, "best_val": state["best"],
+        "train_time_s": round(state["train_time_s"], 3), "eval_time_s": round(state["eval_time_s"], 3),
+        "wall_time_s": round(time.perf_counter() - r.t_start, 3),
+        "images_per_s": round(images / max(state["train_time_s"], 1e-9), 1),
+        "device": device_name(r.device), "world_size": r.env.world_size, "amp": r.amp,
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "torchvision": _tv_version(), "cuda": torch.version.cuda if r.device.type == "cuda" else None},
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    r.dir.write_predictions(logits.cpu().numpy(), data.test.labels.cpu().numpy(), data.test_coarse)
+    r.dir.write_summary(summary)
+    hp = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in cfg.to_dict().items()}
+    r.dir.close(hp, {"hparam/test_top1_err": test["top1_err"], "hparam/test_top5_err": test["top5_err"]})
+    barrier(r.env)
+    v = f"val {val['top1_err']:.2f}% / {val['top5_err']:.2f}%, " if val else ""
+    r.log(f"done: {v}test top-1 err {test['top1_err']:.2f}%, top-5 err {test['top5_err']:.2f}% "
+          f"(tta {cfg.tta}); train {summary['train_time_s']:.1f}s, {summary['images_per_s']:.0f} img/s -> {r.dir.path}")
+    return summary
+
+
+def _tv_version():
+    try:
+        import torchvision
+
+        return torchvision.__version__
+    except ImportError:
+        return None
