@@ -70,6 +70,12 @@ class ResourceError(C100Error):
     exit_code = 10
 
 
+class ReportError(C100Error):
+    """Run folders that cannot be reported: missing, malformed or unfinished files."""
+
+    exit_code = 11
+
+
 def close_matches_message(kind, name, known):
     import difflib
 

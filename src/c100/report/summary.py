@@ -1,0 +1,132 @@
+"""Short findings computed from the table rows and the prediction analyses: no canned claims.
+
+Every sentence is built from numbers in the rows (see tables.py) or the headline dicts that
+analysis.analyse_predictions returns; where the data cannot support a claim, none is made.
+"""
+import numpy as np
+
+from c100.report.tables import PUBLISHED
+
+
+def _name(row):
+    return f"{row['model']} ({row['recipe']})"
+
+
+def _ranks(x):
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(len(x))
+    ranks[order] = np.arange(len(x))
+    for v in np.unique(x):  # average ranks for ties
+        ranks[x == v] = ranks[x == v].mean()
+    return ranks
+
+
+def spearman(x, y):
+    rx, ry = _ranks(np.asarray(x, float)), _ranks(np.asarray(y, float))
+    if rx.std() == 0 or ry.std() == 0:
+        return None
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def best_margin(rows):
+    best = rows[0]
+    lines = [f"Lowest mean test top-1 error: {_name(best)} at {best['test_top1_err_mean']:.2f}% "
+             f"over {best['n_seeds']} seed(s)."]
+    if len(rows) > 1:
+        nxt = rows[1]
+        gap = nxt["test_top1_err_mean"] - best["test_top1_err_mean"]
+        stds = [r["test_top1_err_std"] for r in (best, nxt)]
+        if None in stds:
+            noise = "one of the two has a single seed, so there is no spread to compare the gap with"
+        elif gap > max(stds):
+            noise = f"larger than either seed std ({max(stds):.2f})"
+        else:
+            noise = f"within the seed spread (std up to {max(stds):.2f}), so this ranking is not settled"
+        lines.append(f"It leads {_name(nxt)} ({nxt['test_top1_err_mean']:.2f}%) by {gap:.2f} points; {noise}.")
+    best5 = min(rows, key=lambda r: r["test_top5_err_mean"])
+    if best5 is not best:
+        lines.append(f"On top-5 error {_name(best5)} is best instead ({best5['test_top5_err_mean']:.2f}%).")
+    return lines
+
+
+def cost_trends(rows):
+    lines = []
+    for key, what in (("params", "parameters"), ("gflops", "GFLOPs"), ("train_time_s_mean", "training time")):
+        pts = [(r[key], r["test_top1_err_mean"], r) for r in rows]
+        if len({p[0] for p in pts}) < 3:  # a rank correlation of two points says nothing
+            continue
+        rho = spearman([p[0] for p in pts], [p[1] for p in pts])
+        if rho is None:
+            continue
+        trend = ("more {w} went with lower top-1 error" if rho <= -0.5 else
+                 "more {w} went with higher top-1 error" if rho >= 0.5 else
+                 "no clear relation between {w} and top-1 error")
+        lines.append(f"Across {len(pts)} model groups, {trend.format(w=what)} (Spearman rho {rho:+.2f}).")
+    front, best_err = [], float("inf")
+    for cost, err, i in sorted((r["params"], r["test_top1_err_mean"], i) for i, r in enumerate(rows)):
+        if err < best_err:
+            front.append(f"{_name(rows[i])} {cost / 1e6:.2f} M params -> {err:.2f}%")
+            best_err = err
+    if len(rows) > 1:
+        lines.append("Parameter/error Pareto front (no other group is both smaller and better): "
+                     + "; ".join(front) + ".")
+    fastest = max(rows, key=lambda r: r["images_per_s_mean"])
+    lines.append(f"Highest training throughput: {_name(fastest)} at {fastest['images_per_s_mean']:,.0f} images/s "
+                 f"on {fastest['device']}.")
+    return lines
+
+
+def seed_table(rows):
+    lines = []
+    for model, (pub1, pub5) in PUBLISHED.items():
+        mine = [r for r in rows if r["model"] == model]
+        if not mine:
+            lines.append(f"Seed-table row {model} ({pub1:.2f} / {pub5:.2f}): no runs of {model} here, not checked.")
+        for r in mine:
+            d1, d5 = r["top1_diff_vs_published"], r["top5_diff_vs_published"]
+            verdict = f"beaten by {-d1:.2f} points" if d1 < 0 else f"not beaten ({d1:.2f} points worse)" if d1 > 0 \
+                else "matched exactly"
+            std = r["test_top1_err_std"]
+            noise = f", within the seed std {std:.2f}" if std is not None and abs(d1) <= std else ""
+            lines.append(f"Seed-table row {model}: {_name(r)} top-1 {r['test_top1_err_mean']:.2f}% vs published "
+                         f"{pub1:.2f}%: {verdict}{noise}; top-5 {r['test_top5_err_mean']:.2f}% vs {pub5:.2f}% "
+                         f"({d5:+.2f}).")
+    return lines
+
+
+def prediction_findings(analyses):
+    """``analyses``: list of (group name, run path, headline dict) from analyse_predictions."""
+    lines = []
+    for i, (name, path, h) in enumerate(analyses):
+        if i == 0 and h["confused_pairs"]:
+            pairs = ", ".join(f"{p['true_name']} -> {p['pred_name']} ({p['count']}, {p['pct_of_true']:.1f}%)"
+                              for p in h["confused_pairs"][:3])
+            lines.append(f"Most confused pairs for {name} (true -> predicted, images, share of the class): {pairs}.")
+            worst, best = h["worst_classes"][0], h["best_classes"][0]
+            lines.append(f"{name}: hardest class {worst[0]} ({worst[1]:.1f}% right), easiest {best[0]} "
+                         f"({best[1]:.1f}%); superclass error {h['superclass_err']:.2f}% "
+                         f"vs top-1 {h['top1_err']:.2f}%.")
+        acc = 100.0 - h["top1_err"]
+        gap = h["mean_confidence_pct"] - acc
+        kind = "overconfident" if gap > 0 else "underconfident"
+        lines.append(f"Calibration of {name} (its best run, {path}): ECE {h['ece_pct']:.2f}%, mean confidence "
+                     f"{h['mean_confidence_pct']:.2f}% vs accuracy {acc:.2f}%, {kind} by {abs(gap):.2f} points.")
+    return lines
+
+
+def findings(rows, analyses, problems):
+    lines = best_margin(rows) + cost_trends(rows) + seed_table(rows) + prediction_findings(analyses)
+    if problems:
+        lines.append(f"{len(problems)} problem(s) with the run folders (see below); the affected runs or files "
+                     "are left out of these numbers.")
+    return lines
+
+
+def write_summary(out, lines, problems):
+    txt = ["Findings", ""] + [f"- {ln}" for ln in lines]
+    md = ["# Findings", ""] + [f"- {ln}" for ln in lines]
+    if problems:
+        txt += ["", "Problems", ""] + [f"- {p}" for p in problems]
+        md += ["", "## Problems", ""] + [f"- `{p.file}`: {p.reason}" for p in problems]
+    (out / "summary.txt").write_text("\n".join(txt) + "\n", encoding="utf-8")
+    (out / "summary.md").write_text("\n".join(md) + "\n", encoding="utf-8")
