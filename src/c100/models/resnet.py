@@ -2,8 +2,9 @@
 
 He, Zhang, Ren, Sun. "Deep Residual Learning for Image Recognition", CVPR 2016 (arXiv:1512.03385).
 ``resnet18`` is the seed tutorial's ResNet18 (11,220,132 parameters for 100 classes).
-The blocks are shared with the pre-activation, SE and ResNeXt families through ``ResNet``'s
-``block`` argument.
+The blocks are shared with the pre-activation, SE, ResNeXt and wide families through ``ResNet``'s
+``block`` argument; the small helpers (``conv_bn``, ``conv_bn_relu``, ``bn_relu_conv``,
+``PooledClassifier``) with the rest of the zoo.
 """
 import torch.nn as nn
 import torch.nn.functional as F
@@ -19,11 +20,36 @@ def conv_bn(cin, cout, kernel, stride=1, groups=1):
     )
 
 
+def conv_bn_relu(cin, cout, kernel, stride=1, groups=1, act=nn.ReLU):
+    """``conv_bn`` followed by an activation (ReLU unless ``act`` names another, e.g. ``nn.ReLU6``)."""
+    return nn.Sequential(*conv_bn(cin, cout, kernel, stride, groups), act(inplace=True))
+
+
+def bn_relu_conv(cin, cout, kernel, stride=1):
+    """The pre-activation unit: BN, ReLU, then a bias-free convolution."""
+    return nn.Sequential(
+        nn.BatchNorm2d(cin), nn.ReLU(inplace=True), nn.Conv2d(cin, cout, kernel, stride, kernel // 2, bias=False)
+    )
+
+
 def shortcut(cin, cout, stride):
     """Identity, or a 1x1 projection (conv + BN) when the shape changes."""
     if stride == 1 and cin == cout:
         return nn.Identity()
     return conv_bn(cin, cout, 1, stride)
+
+
+class PooledClassifier(nn.Module):
+    """``features``, then global average pool, optional dropout and one fc: the usual head."""
+
+    def __init__(self, features, channels, num_classes, dropout=0.0):
+        super().__init__()
+        self.features = features
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.fc = nn.Linear(channels, num_classes)
+
+    def forward(self, x):
+        return self.fc(self.dropout(F.adaptive_avg_pool2d(self.features(x), 1).flatten(1)))
 
 
 class BasicBlock(nn.Module):
@@ -36,33 +62,39 @@ class BasicBlock(nn.Module):
         self.conv2 = conv_bn(width, cout, 3)
         self.shortcut = shortcut(cin, cout, stride)
 
+    def residual(self, x):
+        return self.conv2(F.relu(self.conv1(x)))
+
     def forward(self, x):
-        out = self.conv2(F.relu(self.conv1(x)))
-        return F.relu(out + self.shortcut(x))
+        return F.relu(self.residual(x) + self.shortcut(x))
 
 
 class Bottleneck(nn.Module):
     expansion = 4
 
-    def __init__(self, cin, width, stride=1):
+    def __init__(self, cin, width, stride=1, groups=1, inner=None):
+        """``inner`` (default ``width``) is the 3x3 conv's width, split into ``groups`` (ResNeXt)."""
         super().__init__()
-        cout = width * self.expansion
-        self.conv1 = conv_bn(cin, width, 1)
-        self.conv2 = conv_bn(width, width, 3, stride)
-        self.conv3 = conv_bn(width, cout, 1)
+        cout, inner = width * self.expansion, inner or width
+        self.conv1 = conv_bn(cin, inner, 1)
+        self.conv2 = conv_bn(inner, inner, 3, stride, groups)
+        self.conv3 = conv_bn(inner, cout, 1)
         self.shortcut = shortcut(cin, cout, stride)
 
-    def forward(self, x):
+    def residual(self, x):
         out = F.relu(self.conv1(x))
-        out = F.relu(self.conv2(out))
-        return F.relu(self.conv3(out) + self.shortcut(x))
+        return self.conv3(F.relu(self.conv2(out)))
+
+    def forward(self, x):
+        return F.relu(self.residual(x) + self.shortcut(x))
 
 
 class ResNet(nn.Module):
-    """Four stages of ``depths[i]`` blocks at widths 64/128/256/512, strides 1/2/2/2."""
+    """Stages of ``depths[i]`` blocks at ``widths[i]`` (default 64/128/256/512); the first block of
+    every stage after the first has stride 2. ``block_kwargs`` go to every block (e.g. dropout)."""
 
     def __init__(self, block, depths, num_classes=100, widths=(64, 128, 256, 512), stem_width=64,
-                 preact=False):
+                 preact=False, block_kwargs=None):
         super().__init__()
         self.preact = preact
         self.stem = (nn.Conv2d(3, stem_width, 3, 1, 1, bias=False) if preact
@@ -71,7 +103,7 @@ class ResNet(nn.Module):
         for i, (width, depth) in enumerate(zip(widths, depths)):
             blocks = []
             for j in range(depth):
-                blocks.append(block(cin, width, 2 if (i > 0 and j == 0) else 1))
+                blocks.append(block(cin, width, 2 if (i > 0 and j == 0) else 1, **(block_kwargs or {})))
                 cin = width * block.expansion
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)
@@ -84,19 +116,24 @@ class ResNet(nn.Module):
         return self.fc(F.adaptive_avg_pool2d(x, 1).flatten(1))
 
 
-def _resnet(block, depths):
+def resnet_builder(block, depths, **kwargs):
+    """A registrable builder ``build(num_classes=100)`` of ``ResNet(block, depths, **kwargs)``."""
+
     def build(num_classes=100):
-        return ResNet(block, depths, num_classes)
+        return ResNet(block, depths, num_classes, **kwargs)
 
     return build
 
 
-_SPECS = {
-    "resnet18": (BasicBlock, (2, 2, 2, 2)),
-    "resnet34": (BasicBlock, (3, 4, 6, 3)),
-    "resnet50": (Bottleneck, (3, 4, 6, 3)),
-    "resnet101": (Bottleneck, (3, 4, 23, 3)),
-    "resnet152": (Bottleneck, (3, 8, 36, 3)),
-}
-for _name, (_block, _depths) in _SPECS.items():
-    register_model(_name, family="resnet", paper=PAPER)(_resnet(_block, _depths))
+# Blocks per stage by depth; depths 18 and 34 use basic blocks, 50 and deeper bottlenecks.
+DEPTHS = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3), 50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
+
+
+def register_depths(prefix, basic, bottleneck, family, paper, **kwargs):
+    """Register ``<prefix><depth>`` for every depth in ``DEPTHS`` (shared by the ResNet variants)."""
+    for depth, depths in DEPTHS.items():
+        block = basic if depth < 50 else bottleneck
+        register_model(f"{prefix}{depth}", family=family, paper=paper)(resnet_builder(block, depths, **kwargs))
+
+
+register_depths("resnet", BasicBlock, Bottleneck, family="resnet", paper=PAPER)

@@ -1,0 +1,198 @@
+"""The model zoo: every registered model builds, runs forward and backward on 32x32 inputs, and
+has the published parameter count; ShakeDrop; the timm adapter; the registry's guards."""
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from c100.errors import ConfigError, UnknownNameError
+from c100.models import create_model, list_models, register_model
+from c100.models.info import count_params
+from c100.models.pyramidnet import ShakeDrop, ShakeDropFunction
+
+ALL_MODELS = list_models()
+
+# Published parameter counts (millions) for 100 classes. Most come from the popular CIFAR-100
+# benchmark's README (weiaicunzai/pytorch-cifar100); WRN from Zagoruyko & Komodakis (2016, Table);
+# PyramidNet from Han et al. (2017, Table 4).
+PUBLISHED_M = {
+    "vgg11_bn": 28.5, "vgg13_bn": 28.7, "vgg16_bn": 34.0, "vgg19_bn": 39.0,
+    "resnet18": 11.2, "resnet34": 21.3, "resnet50": 23.7, "resnet101": 42.7, "resnet152": 58.3,
+    "preactresnet18": 11.3, "preactresnet34": 21.5, "preactresnet50": 23.9, "preactresnet101": 42.9,
+    "preactresnet152": 58.6,
+    "resnext50": 14.8, "resnext101": 25.3, "resnext152": 33.3,
+    "densenet121": 7.0, "densenet161": 26, "densenet201": 18,
+    "seresnet18": 11.4, "seresnet34": 21.6, "seresnet50": 26.5, "seresnet101": 47.7, "seresnet152": 66.2,
+    "wrn16_8": 11.0, "wrn28_10": 36.5, "wrn40_10": 55.9,
+    "mobilenet": 3.3, "mobilenetv2": 2.36,
+    "shufflenet": 1.0, "shufflenetv2": 1.3,
+    "squeezenet": 0.78,
+    "googlenet": 6.2,
+    "pyramidnet110_a48": 1.7, "pyramidnet110_a270": 28.3, "pyramidnet272_a200": 26.0,
+}
+# Figures printed truncated rather than rounded: ShuffleNet V2 1x has 2.3M parameters with a
+# 1000-class fc (Ma et al. 2018), i.e. 1.36M with 100 classes, printed "1.3M"; PyramidNet-110
+# alpha=48 has 1.78M, printed "1.7M" in the paper. For these the count must lie in
+# [published, published + 0.1M) instead of within 3%.
+TRUNCATED = {"shufflenetv2", "pyramidnet110_a48"}
+# Exact counts where there is no published figure to compare with.
+EXACT = {
+    "logreg": 307_300,  # 3072 * 100 + 100
+    "simplecnn": 2_168_356,  # the seed tutorial's code
+    "resnet18": 11_220_132,  # the seed tutorial's ResNet18; must never change
+    # patch embed 48*192+192, class token 192, positions 65*192, 12 blocks of 444,864, norm 384, head 19,300
+    "vit_tiny_p4": 5_380_132,
+}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Batch-2 forwards gain little from intra-op threads, and on a busy 2-core machine spinning
+    OpenMP threads make them 10x slower; restore the setting for the rest of the session."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _meta_model(name, num_classes=100):
+    with torch.device("meta"):  # no memory, no init cost; also proves models don't pick a device
+        return create_model(name, num_classes=num_classes)
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_forward_backward(name):
+    torch.manual_seed(0)  # dropout and ShakeDrop are random in training
+    model = create_model(name, num_classes=100).train()
+    x = torch.randn(2, 3, 32, 32)
+    logits = model(x)
+    assert logits.shape == (2, 100)
+    assert logits.dtype == torch.float32
+    assert torch.isfinite(logits).all()
+    loss = F.cross_entropy(logits, torch.tensor([3, 97]))
+    loss.backward()
+    assert torch.isfinite(loss)
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, f"{name}: no gradient for {missing[:5]}"
+
+
+@pytest.mark.parametrize("name", ALL_MODELS)
+def test_num_classes_and_no_device_of_its_own(name):
+    model = _meta_model(name, num_classes=7).eval()
+    assert all(p.device.type == "meta" for p in model.parameters())
+    assert all(b.device.type == "meta" for b in model.buffers())
+    assert model(torch.empty(2, 3, 32, 32, device="meta")).shape == (2, 7)
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_M))
+def test_parameter_count_matches_published(name):
+    count = count_params(_meta_model(name))
+    published = PUBLISHED_M[name] * 1e6
+    if name in TRUNCATED:
+        assert published <= count < published + 0.1e6, f"{name}: {count:,}"
+    else:
+        assert abs(count - published) / published <= 0.03, f"{name}: {count:,} vs {published:,.0f}"
+
+
+@pytest.mark.parametrize("name", sorted(EXACT))
+def test_parameter_count_exact(name):
+    assert count_params(_meta_model(name)) == EXACT[name]
+
+
+def test_every_model_has_a_reference_count():
+    assert set(ALL_MODELS) == set(PUBLISHED_M) | set(EXACT)
+
+
+# --- ShakeDrop ---------------------------------------------------------------------------------
+
+def test_shakedrop_eval_is_deterministic_expected_value():
+    sd = ShakeDrop(0.3).eval()
+    x = torch.randn(4, 8, 5, 5)
+    y1, y2 = sd(x), sd(x)
+    assert torch.equal(y1, y2)
+    torch.testing.assert_close(y1, 0.7 * x)  # E[b + alpha - b*alpha] = 1 - p with alpha ~ U[-1, 1]
+
+
+def test_shakedrop_training_is_random_and_unbiased():
+    torch.manual_seed(0)
+    sd = ShakeDrop(0.3).train()
+    x = torch.ones(20_000, 1, 1, 1)
+    y1, y2 = sd(x), sd(x)
+    assert not torch.equal(y1, y2)
+    assert y1.min() >= -1 and y1.max() <= 1  # either kept (1) or scaled by alpha in [-1, 1]
+    # alpha is exactly 1 with probability 0, so the kept fraction is the share of ones
+    assert (y1 == 1).float().mean().item() == pytest.approx(0.7, abs=0.02)
+    assert y1.mean().item() == pytest.approx(0.7, abs=0.02)  # matches the eval scale
+
+
+def test_shakedrop_function_uses_beta_backward():
+    x = torch.randn(3, 2, 4, 4, requires_grad=True)
+    gate = torch.tensor([0.0, 1.0, 0.0]).view(3, 1, 1, 1)
+    alpha = torch.tensor([-0.5, -0.5, 0.25]).view(3, 1, 1, 1)
+    beta = torch.tensor([0.75, 0.75, 0.1]).view(3, 1, 1, 1)
+    y = ShakeDropFunction.apply(x, gate, alpha, beta)
+    torch.testing.assert_close(y, x.detach() * torch.tensor([-0.5, 1.0, 0.25]).view(3, 1, 1, 1))
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, torch.tensor([0.75, 1.0, 0.1]).view(3, 1, 1, 1).expand_as(x))
+
+
+def test_shakedrop_off_is_identity_and_bad_probability_rejected():
+    x = torch.randn(2, 3, 4, 4)
+    assert torch.equal(ShakeDrop(0.0).train()(x), x)
+    with pytest.raises(ValueError):
+        ShakeDrop(1.5)
+
+
+def test_pyramidnet_drop_probability_grows_linearly_to_half():
+    model = _meta_model("pyramidnet110_a48")
+    probs = [m.p_drop for m in model.modules() if isinstance(m, ShakeDrop)]
+    assert len(probs) == 54
+    assert probs == pytest.approx([0.5 * (i + 1) / 54 for i in range(54)])
+    torch.manual_seed(0)
+    model = create_model("pyramidnet110_a48").eval()
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(model(x), model(x))
+
+
+# --- timm adapter ------------------------------------------------------------------------------
+
+def test_timm_resnet18_has_cifar_stem():
+    model = create_model("timm/resnet18", num_classes=100)
+    assert model.conv1.stride == (1, 1) and model.conv1.kernel_size == (3, 3)
+    assert isinstance(model.maxpool, nn.Identity)
+    assert count_params(model) == EXACT["resnet18"]  # same network as the zoo's resnet18
+    out = model.train()(torch.randn(2, 3, 32, 32))
+    assert out.shape == (2, 100) and torch.isfinite(out).all()
+
+
+def test_timm_vit_gets_32px_patch4():
+    model = create_model("timm/vit_tiny_patch16_224", num_classes=10)
+    assert model.patch_embed.proj.stride == (4, 4)
+    assert model.eval()(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_timm_unknown_name_and_pretrained():
+    with pytest.raises(UnknownNameError, match="resnet18"):
+        create_model("timm/resnet18x")
+    with pytest.raises(ConfigError, match="pretrained"):
+        create_model("timm/resnet18", pretrained=True)
+
+
+# --- registry ----------------------------------------------------------------------------------
+
+def test_duplicate_registration_raises():
+    list_models()  # make sure every family has registered
+    with pytest.raises(ValueError, match="twice"):
+        register_model("resnet18", family="resnet")(lambda num_classes=100: nn.Linear(1, num_classes))
+
+    def wrn28_10(num_classes=100):
+        return nn.Linear(1, num_classes)
+
+    with pytest.raises(ValueError, match="twice"):
+        register_model(family="wideresnet")(wrn28_10)
+    assert list_models() == ALL_MODELS
+
+
+def test_unknown_model_suggests_close_names():
+    with pytest.raises(UnknownNameError, match="resnet18"):
+        create_model("resnet19")
