@@ -55,7 +55,7 @@ _recipe(
         # (on: validation top-1 error 80.56% with, 81.24% without; docs/BENCHMARKS.md).
         "logreg": dict(epochs=8, batch_size=256, lr=0.01, crop_padding=0, flip=True, warmup_epochs=0.0,
                        weight_decay=5e-4, label_smoothing=0.0, compile=False, tta="none"),
-        "simplecnn": dict(epochs=25, batch_size=256, lr=0.1, warmup_epochs=1.0, weight_decay=5e-4,
+        "simplecnn": dict(epochs=20, batch_size=256, lr=0.1, warmup_epochs=1.0, weight_decay=5e-4,
                           compile=False),
     },
 )
