@@ -1,0 +1,97 @@
+"""CPU inference speed of the seed models: images per second at batch 1 and batch 256.
+
+    python scripts/bench_inference.py                         # logreg, simplecnn, resnet18; batch 1 and 256
+    python scripts/bench_inference.py --out benchmarks/results/cpu_inference.json
+    python scripts/bench_inference.py --models resnet18 --batch-sizes 1 64 --threads 4
+
+What is timed: the model's forward pass on an already normalised float batch (N, 3, 32, 32), random
+initialised weights (speed does not depend on their values), eval mode, torch.inference_mode, NCHW
+float32. Image decoding and resizing are not included. Per (model, batch): warm-up passes, then
+``--runs`` timed repetitions of ``--iters`` passes each (at least ``--min-time`` seconds); the
+median repetition is reported. The load average before and after is recorded: other work on the
+machine slows the numbers down.
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from c100 import __version__, create_model  # noqa: E402
+
+
+def time_forward(model, batch, runs, min_time, warmup):
+    """Median images/s over ``runs`` repetitions, each at least ``min_time`` seconds of forward passes."""
+    x = torch.randn(batch, 3, 32, 32)
+    with torch.inference_mode():
+        for _ in range(warmup):
+            model(x)
+        t0, n = time.perf_counter(), 0
+        while time.perf_counter() - t0 < min_time or n < 1:  # passes per repetition: fill min_time
+            model(x)
+            n += 1
+        per_pass = (time.perf_counter() - t0) / n
+        iters = max(1, round(min_time / per_pass))
+        rates = []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            for _ in range(iters):
+                model(x)
+            rates.append(batch * iters / (time.perf_counter() - t0))
+    return {"images_per_s": statistics.median(rates), "min": min(rates), "max": max(rates), "runs": runs,
+            "passes_per_run": iters, "ms_per_batch": 1000 * batch / statistics.median(rates)}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="+", default=["logreg", "simplecnn", "resnet18"])
+    ap.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 256])
+    ap.add_argument("--runs", type=int, default=7, help="timed repetitions; the median is reported")
+    ap.add_argument("--min-time", type=float, default=0.5, help="seconds of passes per repetition")
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--out", help="also write the JSON here")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
+    rows = []
+    for name in args.models:
+        torch.manual_seed(0)
+        model = create_model(name, num_classes=100).eval()
+        for b in args.batch_sizes:
+            rows.append({"model": name, "batch": b, **time_forward(model, b, args.runs, args.min_time, args.warmup)})
+    result = {"c100_version": __version__, "torch": torch.__version__, "threads": torch.get_num_threads(),
+              "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+              "load_avg_before": [round(v, 2) for v in load_before],
+              "load_avg_after": [round(v, 2) for v in os.getloadavg()],
+              "what": "forward pass only, float32 NCHW, eval + inference_mode, random weights; median of runs",
+              "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "results": rows}
+    print(markdown(result))
+    print(json.dumps(result, indent=1))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+def markdown(result):
+    lines = [f"CPU inference, {result['threads']} threads, torch {result['torch']}, load average "
+             f"{result['load_avg_before'][0]} before / {result['load_avg_after'][0]} after (1 min)", "",
+             "| model | batch | images/s (median) | min-max | ms/batch |", "|---|---:|---:|---:|---:|"]
+    for r in result["results"]:
+        lines.append(f"| {r['model']} | {r['batch']} | {r['images_per_s']:,.0f} | "
+                     f"{r['min']:,.0f}-{r['max']:,.0f} | {r['ms_per_batch']:.2f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

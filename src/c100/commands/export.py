@@ -1,0 +1,47 @@
+"""c100 export: a trained model as ONNX, TorchScript or safetensors, with a dynamic batch dimension.
+
+    c100 export runs/resnet18-fast-s0 --format onnx                 # -> runs/resnet18-fast-s0/export/resnet18.onnx
+    c100 export runs/resnet18-fast-s0/checkpoints/best.pt --format torchscript --out resnet18.pt
+    c100 export runs/resnet18-fast-s0 --format safetensors --out weights/resnet18.safetensors
+
+CHECKPOINT: a checkpoint (.pt), a run folder (its checkpoints/last.pt) or a .safetensors weights
+file. EMA weights are exported when the checkpoint has them.
+
+onnx, torchscript: the model includes the training normalisation. Input "images": float32
+(N, 3, 32, 32), RGB in [0, 1] (uint8 pixels / 255) after the resize rule of `c100 predict --help`
+(largest centred square, antialiased bicubic to 32x32); output "logits": float32 (N, 100). N is
+free. Metadata (model, recipe, class names, superclasses, test error, versions) is stored as ONNX
+metadata_props, or as the TorchScript extra file c100_metadata.json. Before it is written, the
+export is run (onnxruntime / torch.jit.load) at batch sizes 1 and 7 and must match PyTorch within
+1e-4; --no-verify skips that.
+
+safetensors: the state_dict and string metadata; load it with `c100.load(PATH)` or `c100 predict`,
+which apply the preprocessing and normalisation themselves.
+"""
+import argparse
+import json
+
+
+def add_parser(sub):
+    p = sub.add_parser("export", help="export a checkpoint (ONNX, TorchScript, safetensors)", description=__doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("checkpoint", help="a checkpoint (.pt), a run folder or a .safetensors weights file")
+    p.add_argument("--format", required=True, choices=("onnx", "torchscript", "safetensors"))
+    p.add_argument("--out", help="output file (default: RUN/export/<model>.onnx | .torchscript.pt | .safetensors)")
+    p.add_argument("--no-verify", action="store_true", help="do not compare the export's logits with PyTorch's")
+    p.add_argument("--data-root", help="where to look for the data set's class names (default: $C100_DATA)")
+    p.add_argument("--json", action="store_true", help="print the export report as JSON")
+    return p
+
+
+def run(args):
+    from c100.export import export_model
+
+    report = export_model(args.checkpoint, args.format, args.out, args.data_root, check=not args.no_verify)
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        diff = f", max |logit diff| vs PyTorch {report['max_abs_diff']:.2g}" if "max_abs_diff" in report else ""
+        print(f"{report['model']} ({report['weights']} weights) -> {report['out']} [{args.format}{diff}]; "
+              f"input: {report['input']}")
+    return 0

@@ -1,0 +1,159 @@
+"""Export a trained model as ONNX, TorchScript or safetensors, with a dynamic batch dimension.
+
+ONNX and TorchScript exports carry the training normalisation inside them (``NormalizedModel``):
+
+    input  "images"  float32 (N, 3, 32, 32), RGB in [0, 1]  (uint8 pixels / 255, after the resize rule)
+    output "logits"  float32 (N, 100)                        (softmax for probabilities)
+
+N is free (1, 7, 256, ...). The resize rule is c100.inference.PREPROCESSING; the class names and
+the rest of the metadata go into the file (ONNX metadata_props; a TorchScript extra file
+``c100_metadata.json``; safetensors metadata). Each export is checked before it is written:
+the exported model's logits must match PyTorch's at batch sizes 1 and 7.
+"""
+import io
+import json
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from c100.errors import C100Error, ConfigError
+
+FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "safetensors": ".safetensors"}
+TORCHSCRIPT_METADATA = "c100_metadata.json"
+INPUT_DOC = "float32 (N, 3, 32, 32) RGB in [0, 1]; the normalisation is inside the model"
+TOLERANCE = 1e-4  # max |exported - PyTorch| logit difference, relative to the largest logit (at least 1)
+
+
+class ExportError(C100Error):
+    """An export that failed or whose outputs do not match PyTorch's (exit code 1)."""
+
+
+class NormalizedModel(nn.Module):
+    """``model((images - mean) / std)``: takes float images in [0, 1] instead of normalised ones."""
+
+    def __init__(self, model, normalize):
+        from c100.data.loader import NORMALIZATIONS
+
+        super().__init__()
+        mean, std = NORMALIZATIONS[normalize]
+        self.model = model
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
+
+    def forward(self, images):
+        return self.model((images - self.mean) / self.std)
+
+
+def wrap(loaded) -> NormalizedModel:
+    return NormalizedModel(loaded.model, loaded.metadata["normalize"]).to("cpu").eval()
+
+
+def export_metadata(loaded) -> dict:
+    from c100.inference import weights_metadata
+
+    return {**weights_metadata(loaded), "input": INPUT_DOC, "output": "float32 (N, num_classes) logits"}
+
+
+def _example(batch):
+    return torch.rand(batch, 3, 32, 32, generator=torch.Generator().manual_seed(batch))
+
+
+def onnx_bytes(wrapper, metadata) -> tuple[bytes, str]:
+    """The serialised ONNX model and the exporter that made it (dynamo, else the TorchScript-based one)."""
+    import onnx
+
+    x = _example(2)  # not 1: a batch of 1 would be specialised
+    try:
+        from torch.export import Dim
+
+        prog = torch.onnx.export(wrapper, (x,), None, input_names=["images"], output_names=["logits"],
+                                 dynamic_shapes={"images": {0: Dim("batch", min=1)}}, dynamo=True,
+                                 external_data=False, verbose=False)
+        proto, exporter = prog.model_proto, "torch.onnx dynamo"
+    except Exception as dynamo_error:  # an op the dynamo exporter lacks: try the older exporter once
+        buf = io.BytesIO()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(wrapper, (x,), buf, input_names=["images"], output_names=["logits"],
+                                  dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}}, dynamo=False)
+        except Exception as e:
+            raise ExportError(f"ONNX export failed: dynamo exporter ({type(dynamo_error).__name__}: "
+                              f"{dynamo_error}); TorchScript-based exporter ({type(e).__name__}: {e})") from e
+        proto, exporter = onnx.load_from_string(buf.getvalue()), "torch.onnx torchscript-based"
+    for key, value in {**metadata, "exporter": exporter}.items():
+        proto.metadata_props.add(key=key, value=value)
+    return proto.SerializeToString(), exporter
+
+
+def torchscript_bytes(wrapper, metadata) -> tuple[bytes, str]:
+    with warnings.catch_warnings():  # torch.jit is deprecated in favour of torch.export, and still works
+        warnings.filterwarnings("ignore", message=".*torch.jit.*")
+        traced = torch.jit.trace(wrapper, _example(2), check_trace=False)
+        buf = io.BytesIO()
+        torch.jit.save(traced, buf, _extra_files={TORCHSCRIPT_METADATA: json.dumps(metadata)})
+    return buf.getvalue(), "torch.jit.trace"
+
+
+def run_exported(fmt, data: bytes, images: torch.Tensor) -> torch.Tensor:
+    """Logits of an exported model (bytes as written) on float images in [0, 1]."""
+    if fmt == "onnx":
+        import onnxruntime as ort
+
+        sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+        return torch.from_numpy(sess.run(["logits"], {"images": images.numpy()})[0])
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*torch.jit.*")
+        return torch.jit.load(io.BytesIO(data), map_location="cpu")(images)
+
+
+def verify(fmt, data, wrapper, batches=(1, 7)) -> float:
+    """Largest |exported - PyTorch| logit difference over the batch sizes; ExportError past TOLERANCE."""
+    worst = 0.0
+    for b in batches:
+        x = _example(b)
+        with torch.inference_mode():
+            ref = wrapper(x)
+        got = run_exported(fmt, data, x)
+        if got.shape != ref.shape:
+            raise ExportError(f"the {fmt} export gives shape {tuple(got.shape)} for batch {b}, "
+                              f"PyTorch {tuple(ref.shape)}: the batch dimension is not dynamic")
+        diff = (got - ref).abs().max().item()
+        worst = max(worst, diff)
+        if diff > TOLERANCE * max(1.0, ref.abs().max().item()):
+            raise ExportError(f"the {fmt} export differs from PyTorch by {diff:.3g} at batch {b}; not written")
+    return worst
+
+
+def default_out(source, model_name, fmt) -> Path:
+    """RUN/export/<model><ext> for a run folder or a checkpoint in RUN/checkpoints/, else beside the file."""
+    src = Path(source)
+    base = src if src.is_dir() else (src.parent.parent if src.parent.name == "checkpoints" else src.parent)
+    return base / "export" / f"{model_name}{FORMATS[fmt]}"
+
+
+def export_model(source, fmt, out=None, data_root=None, check=True) -> dict:
+    """Export ``source`` (anything c100.load takes, or a LoadedModel); returns a report dict."""
+    from c100.atomic import atomic_write_bytes
+    from c100.inference import LoadedModel, load, save_weights
+
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    loaded = source if isinstance(source, LoadedModel) else load(source, "cpu", data_root)
+    loaded = loaded.to("cpu")
+    out = Path(out) if out else default_out(loaded.metadata["source"], loaded.name, fmt)
+    report = {"format": fmt, "out": str(out), "model": loaded.name, "source": loaded.metadata["source"],
+              "weights": loaded.metadata["weights"]}
+    if fmt == "safetensors":
+        save_weights(loaded, out)
+        return {**report, "input": "uint8 images normalised as in training (c100.load applies it)"}
+    wrapper = wrap(loaded)
+    metadata = export_metadata(loaded)
+    data, exporter = (onnx_bytes if fmt == "onnx" else torchscript_bytes)(wrapper, metadata)
+    report.update(exporter=exporter, input=INPUT_DOC)
+    if check:
+        report["max_abs_diff"] = verify(fmt, data, wrapper)
+    atomic_write_bytes(out, data)
+    return report

@@ -1,0 +1,131 @@
+"""c100 export (ONNX, TorchScript, safetensors), torch.hub entry points and the inference benchmark script."""
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import c100
+from c100.cli import main
+from c100.errors import CheckpointError
+from c100.export import TORCHSCRIPT_METADATA, wrap
+from c100.inference import load_image
+
+from test_predict import no_dataset, run_dir  # noqa: F401  (fixtures shared with test_predict)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def loaded(run_dir):
+    return c100.load(run_dir)
+
+
+def unit_images(batch, seed=0):
+    return torch.rand(batch, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
+
+
+def reference(loaded, x):
+    with torch.no_grad():
+        return loaded.model(loaded.normalizer(x * 255.0))
+
+
+def export(capsys, run_dir, fmt, out):
+    rc = main(["export", str(run_dir), "--format", fmt, "--out", str(out)])
+    text = capsys.readouterr()
+    assert rc == 0, text.err
+    assert out.is_file() and str(out) in text.out
+    return text.out
+
+
+def test_onnx_round_trip_with_dynamic_batch(run_dir, loaded, tmp_path, capsys):
+    import onnx
+    import onnxruntime as ort
+
+    out = tmp_path / "m.onnx"
+    assert "max |logit diff|" in export(capsys, run_dir, "onnx", out)
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    (inp,), (outp,) = sess.get_inputs(), sess.get_outputs()
+    assert inp.name == "images" and outp.name == "logits" and not isinstance(inp.shape[0], int)
+    for batch in (1, 7):
+        x = unit_images(batch, batch)
+        got = torch.from_numpy(sess.run(None, {"images": x.numpy()})[0])
+        assert got.shape == (batch, 100)
+        assert torch.allclose(got, reference(loaded, x), atol=1e-4, rtol=0)
+    props = {p.key: p.value for p in onnx.load(str(out), load_external_data=False).metadata_props}
+    assert props["model"] == "simplecnn" and len(json.loads(props["fine_names"])) == 100
+    assert props["normalize"] == "cifar100" and "[0, 1]" in props["input"] and props["test_top1_err"] == "61.25"
+
+
+def test_torchscript_round_trip_with_dynamic_batch(run_dir, loaded, tmp_path, capsys):
+    out = tmp_path / "m.torchscript.pt"
+    export(capsys, run_dir, "torchscript", out)
+    extra = {TORCHSCRIPT_METADATA: ""}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit is deprecated, and still works
+        ts = torch.jit.load(str(out), _extra_files=extra)
+    meta = json.loads(extra[TORCHSCRIPT_METADATA])
+    assert meta["model"] == "simplecnn" and json.loads(meta["coarse_names"])[0] == "aquatic_mammals"
+    for batch in (1, 7):
+        x = unit_images(batch, batch)
+        with torch.no_grad():
+            assert torch.allclose(ts(x), reference(loaded, x), atol=1e-4, rtol=0)
+
+
+def test_exported_model_on_unit_floats_matches_predict_on_uint8(loaded, tmp_path):
+    """What the exports take (uint8 / 255) gives what c100.load gives on the uint8 pixels."""
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (50, 70, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    u8 = load_image(tmp_path / "a.png")[None]
+    with torch.no_grad():
+        got = wrap(loaded)(u8.float() / 255)
+    assert torch.allclose(got, loaded.logits(u8), atol=1e-4, rtol=0)
+
+
+def test_safetensors_export_and_default_out(run_dir, loaded, capsys):
+    rc = main(["export", str(run_dir), "--format", "safetensors", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert rc == 0 and report["out"] == str(run_dir / "export" / "simplecnn.safetensors")
+    again = c100.load(report["out"])
+    x = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8)
+    assert torch.equal(again.logits(x), loaded.logits(x))
+
+
+def test_export_of_a_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
+    rc = main(["export", str(tmp_path / "none.pt"), "--format", "onnx"])
+    assert rc == CheckpointError.exit_code and "does not exist" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- torch.hub
+def test_hub_load_from_the_repository(tmp_path, monkeypatch, run_dir):
+    m = torch.hub.load(str(REPO), "resnet18", source="local")
+    assert isinstance(m, torch.nn.Module) and m.eval()(torch.zeros(1, 3, 32, 32)).shape == (1, 100)
+    monkeypatch.setenv("C100_WEIGHTS", str(tmp_path))
+    with pytest.raises(CheckpointError, match=r"simplecnn\.safetensors does not exist"):
+        torch.hub.load(str(REPO), "simplecnn", source="local", pretrained=True)
+    w = c100.inference.save_weights(run_dir, tmp_path / "simplecnn.safetensors")
+    pre = torch.hub.load(str(REPO), "simplecnn", source="local", pretrained=True)
+    same = torch.hub.load(str(REPO), "c100_model", "simplecnn", weights=str(w), source="local")
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(pre(x), same(x)) and not pre.training
+    assert pre.c100_metadata["normalize"] == "cifar100" and len(pre.c100_metadata["fine_names"]) == 100
+
+
+# ----------------------------------------------------------------------------- the benchmark script
+def test_bench_inference_script_runs(tmp_path, capsys):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_inference", REPO / "scripts" / "bench_inference.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "bench.json"
+    threads = torch.get_num_threads()
+    assert bench.main(["--models", "logreg", "--batch-sizes", "1", "4", "--runs", "2", "--min-time", "0.01",
+                       "--warmup", "1", "--out", str(out)]) == 0
+    assert torch.get_num_threads() == threads
+    assert "| logreg | 4 |" in capsys.readouterr().out
+    doc = json.loads(out.read_text())
+    assert [r["batch"] for r in doc["results"]] == [1, 4] and doc["threads"] >= 1 and doc["results"][0]["images_per_s"] > 0
