@@ -19,5 +19,5 @@ def summarize_logits(logits: torch.Tensor, labels: torch.Tensor) -> dict:
     logits = logits.float()
     c1, c5 = topk_correct(logits, labels)
     n = len(labels)
-    return {"top1_err": 100.0 * (1 - c1.item() / n), "top5_err": 100.0 * (1 - c5.item() / n),
-            "loss": F.cross_entropy(logits, labels).item(), "n": n}
+    return {"top1_err": round(100.0 * (1 - c1.item() / n), 4), "top5_err": round(100.0 * (1 - c5.item() / n), 4),
+            "loss": round(F.cross_entropy(logits, labels).item(), 6), "n": n}
