@@ -44,7 +44,7 @@ class TrainConfig:
     # --- hardware
     device: str = "auto"               # auto | cpu | cuda
     amp: str = "auto"                  # auto = bf16 autocast on CUDA, none on CPU
-    channels_last: bool = True         # NHWC on CUDA (ignored on CPU)
+    channels_last: bool = True         # NHWC activations and weights (faster on CUDA and on the CPU)
     compile: bool = False              # torch.compile the model (CUDA only; ignored on CPU)
     sync_bn: bool = False              # SyncBatchNorm across ranks under torchrun
     eval_batch_size: int = 1000
