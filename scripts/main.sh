@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 ROOT=$(bash scripts/find_data.sh)
 SUITE=${C100_SUITE:-runs/seed-table}
-SMALL=${C100_CPU_BUDGET:-16}
+SMALL=${C100_CPU_BUDGET:-20}
 BIG=${C100_CPU_BUDGET:-8}
 .venv/bin/c100 bench logreg simplecnn --recipe fast --suite "$SUITE" --data-root "$ROOT" \
   --budget-minutes "$SMALL" --no-progress
