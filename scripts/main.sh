@@ -4,7 +4,7 @@
 #
 # CPU budget (documented in README.md): each model's training is capped by --budget-minutes, which
 # measures the step time first and then keeps the recipe whole if it fits, else trains fewer epochs,
-# else one epoch on the stratified subset that fits. logreg and simplecnn get 16 minutes each (their
+# else one epoch on the stratified subset that fits. logreg and simplecnn get 20 minutes each (their
 # full recipes fit in it on a 2-core CPU), resnet18 gets 8 (on a CPU that is a subset of one epoch;
 # on a GPU the whole recipe fits and the budget changes nothing). Set C100_CPU_BUDGET=0 for no cap.
 set -euo pipefail
