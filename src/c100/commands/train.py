@@ -62,6 +62,9 @@ def run(args):
         summary = train_run(cfg, out, root, verify=args.verify, resume=bool(args.resume),
                             stop_at_epoch=args.stop_at_epoch, progress=False if args.no_progress else None)
     except TrainingInterrupted as e:
-        print(str(e))
+        from c100.distributed import env_rank
+
+        if env_rank() == 0:  # under torchrun every rank stops; one says so
+            print(str(e))
         return 128 + e.signum
     return 0 if summary.get("status") in ("finished", "stopped") else 1

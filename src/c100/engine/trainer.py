@@ -10,6 +10,7 @@ global step. The data order and augmentation are pure functions of (seed, epoch)
 random state is saved in the checkpoint, so a resumed run is bitwise the uninterrupted one on the CPU.
 """
 import copy
+import itertools
 import math
 import platform
 import signal
@@ -29,7 +30,9 @@ from c100 import __version__
 from c100.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from c100.data.cifar import load_meta, load_split, stratified_split
 from c100.data.loader import DeviceDataset, Normalizer, TrainBatches, steps_per_epoch
-from c100.distributed import DistEnv, all_reduce_sum, barrier, broadcast_object, init as dist_init
+from c100.distributed import (DistEnv, DistributedError, agree_max, all_gather_object, all_reduce_sum, barrier,
+                              broadcast_buffers, broadcast_object, cleanup, comm_error_message, env_rank,
+                              fault_point, init as dist_init, is_comm_error, rank_seed)
 from c100.engine.config import TrainConfig
 from c100.engine.evaluate import evaluate
 from c100.engine.optim import build_optimizer, set_lr
@@ -40,6 +43,7 @@ from c100.models.info import count_params, forward_gflops
 from c100.runlog import RESUME_MAY_DIFFER, RunDir
 
 NAN_CHECK_EVERY = 100  # steps between host checks for a non-finite loss
+STOP_SYNC_EVERY = 10  # under torchrun: steps between the ranks' agreement on a SIGINT/SIGTERM stop
 
 
 class TrainingInterrupted(Exception):
@@ -142,11 +146,23 @@ def fit_budget(cfg: TrainConfig, step_s: float, steps: int, n_train: int) -> Tra
     return cfg.replace(epochs=1, train_subset=subset, warmup_epochs=min(cfg.warmup_epochs, 0.1), milestones=())
 
 
-def measure_step_time(model, cfg, data, normalizer, loss_fn, autocast, device, n_warm=2, n_timed=4):
-    """Seconds per training step, on a copy of the model (no effect on the run or its RNG)."""
+def measure_step_time(model, cfg, data, normalizer, loss_fn, autocast, device, n_warm=2, n_timed=4,
+                      env: DistEnv = DistEnv()):
+    """Seconds per training step, on a copy of the model (no effect on the run or its RNG).
+
+    Under torchrun the copy is DDP-wrapped and each rank steps on its slice of the global batch, so
+    the gradient all-reduce is timed too; the slowest rank's time is returned on every rank.
+    """
     probe = copy.deepcopy(model)
     opt = build_optimizer(probe, cfg)
-    batches = iter(TrainBatches(data.train, cfg.batch_size, cfg.seed, 10_000))
+    if env.enabled:
+        ids = [device.index] if device.type == "cuda" else None
+        probe = nn.parallel.DistributedDataParallel(probe, device_ids=ids)
+    if steps_per_epoch(len(data.train), cfg.batch_size) < 1:
+        raise ConfigError(f"batch_size {cfg.batch_size} is larger than the {len(data.train)} training images")
+    batches = (xy for e in itertools.count(10_000)  # as many epochs as the probe's steps need
+               for xy in TrainBatches(data.train, cfg.batch_size, cfg.seed, e, rank=env.rank,
+                                      world_size=env.world_size))
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         for i in range(n_warm + n_timed):
             if i == n_warm:
@@ -155,7 +171,8 @@ def measure_step_time(model, cfg, data, normalizer, loss_fn, autocast, device, n
             x, y = next(batches)
             train_step(probe, opt, normalizer(x), y, loss_fn, autocast)
         _sync(device)
-    return (time.perf_counter() - t0) / n_timed
+    step_s = (time.perf_counter() - t0) / n_timed
+    return max(all_gather_object(step_s, env))
 
 
 def _sync(device):
@@ -195,7 +212,17 @@ class Run:
         self.device = resolve_device(cfg, DistEnv())
         self.env = dist_init(self.device.type)
         self.device = resolve_device(cfg, self.env)
+        if cfg.batch_size % self.env.world_size:
+            cleanup(self.env, ok=True)
+            raise ConfigError(f"the global batch size {cfg.batch_size} is not divisible by the world size "
+                              f"{self.env.world_size}; choose --batch-size or --nproc-per-node so that it is")
+        if cfg.sync_bn and self.env.enabled and self.device.type != "cuda":
+            cleanup(self.env, ok=True)
+            raise ConfigError("--sync-bn true needs CUDA devices: PyTorch's SyncBatchNorm does not run on the "
+                              "CPU; use --sync-bn false (each rank normalises with its own slice's statistics)")
         self.dir = RunDir(run_dir, enabled=self.env.is_main)
+        if log is print:  # lines reach a pipe (torchrun, bench logs) as they happen, not at exit
+            log = partial(print, flush=True)
         self.log = log if self.env.is_main else (lambda *a, **k: None)
         self.progress = sys.stderr.isatty() if progress is None else progress
         self.progress = self.progress and self.env.is_main
@@ -216,6 +243,11 @@ class Run:
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.raw_model = model  # what is saved: never wrapped by DDP or compile
+        if self.env.rank:
+            # Every rank built the same initial weights above (and DDP copies rank 0's anyway); from
+            # here each rank draws its own dropout masks, as a single process does for each image of
+            # the global batch. Rank 0 keeps the single-process stream.
+            torch.manual_seed(rank_seed(self.cfg.seed, self.env.rank))
         return model
 
     def wrap_model(self, model):
@@ -252,7 +284,9 @@ def run(cfg: TrainConfig | None, run_dir, data_root=None, verify="full", resume=
     rd = RunDir(run_dir)
     if resume:
         if not rd.last.exists():
-            raise RunFolderError(f"--resume: no checkpoint at {rd.last}")
+            hint = (f" (rank {env_rank()}: under multi-node torchrun the run folder must be at the same path "
+                    f"on every node, e.g. on a shared filesystem)" if env_rank() else "")
+            raise RunFolderError(f"--resume: no checkpoint at {rd.last}{hint}")
         ckpt = load_checkpoint(rd.last)
         cfg = _check_resume_config(TrainConfig.from_dict(ckpt["config"]), cfg)
     elif cfg is None:
@@ -261,7 +295,18 @@ def run(cfg: TrainConfig | None, run_dir, data_root=None, verify="full", resume=
         get_entry(cfg.model) if not cfg.model.startswith("timm/") else None
         rd.check_fresh_start(cfg.to_dict())
     r = Run(cfg, run_dir, data_root, verify, progress, log)
-    return _train(r, ckpt, stop_at_epoch)
+    try:
+        summary = _train(r, ckpt, stop_at_epoch)
+    except TrainingInterrupted:
+        cleanup(r.env, ok=True)  # every rank agreed to stop at the same step; rank 0 has saved
+        raise
+    except BaseException as e:
+        cleanup(r.env, ok=False)  # the peers may be gone: no barrier
+        if r.env.enabled and is_comm_error(e):
+            raise DistributedError(comm_error_message(e, r.env, r.dir.last)) from e
+        raise
+    cleanup(r.env, ok=True)  # no rank leaves before rank 0 has written everything
+    return summary
 
 
 def _train(r: Run, ckpt, stop_at_epoch):
@@ -269,7 +314,7 @@ def _train(r: Run, ckpt, stop_at_epoch):
     data = load_data(cfg, r.data_root, r.verify, r.device)
     model = r.build_model()
     if ckpt is None and cfg.budget_minutes:
-        step_s = measure_step_time(model, cfg, data, r.normalizer, r.loss_fn, r.autocast, r.device)
+        step_s = measure_step_time(model, cfg, data, r.normalizer, r.loss_fn, r.autocast, r.device, env=r.env)
         cfg = broadcast_object(fit_budget(cfg, step_s, steps_per_epoch(len(data.train), cfg.batch_size),
                                           len(data.train)), r.env)
         r.log(f"budget {cfg.budget_minutes:g} min, {step_s * 1000:.1f} ms/step measured: "
@@ -291,7 +336,7 @@ def _train(r: Run, ckpt, stop_at_epoch):
         optimizer.load_state_dict(ckpt["optimizer"])
         if r.scaler is not None and ckpt.get("scaler"):
             r.scaler.load_state_dict(ckpt["scaler"])
-        set_rng_state(ckpt["rng"])
+        _restore_rng(r, ckpt)
         state.update({k: ckpt[k] for k in state if k in ckpt})
         r.log(f"resumed {r.dir.path} at epoch {state['epoch']}, step {state['step_in_epoch']}")
     r.dir.write_metrics(state["metrics"])
@@ -304,6 +349,7 @@ def _train(r: Run, ckpt, stop_at_epoch):
     with stop.installed():
         for epoch in range(state["epoch"], last_epoch):
             row = _train_epoch(r, train_model, optimizer, data, epoch, spe, state, stop)
+            broadcast_buffers(r.raw_model, r.env)  # every rank evaluates the model rank 0 saves
             t0 = time.perf_counter()
             is_last = epoch + 1 == cfg.epochs
             if data.val is not None and ((epoch + 1) % cfg.eval_every == 0 or is_last):
@@ -322,8 +368,9 @@ def _train(r: Run, ckpt, stop_at_epoch):
             r.dir.write_metrics(state["metrics"])
             r.dir.log_scalars(row)
             r.log(_epoch_line(row, cfg.epochs))
-            if stop.signum is not None and state["epoch"] < cfg.epochs:
-                raise TrainingInterrupted(r.dir.path, stop.signum)
+            signum = agree_max(stop.signum or 0, r.env, r.device)  # a signal seen by any rank stops all
+            if signum and state["epoch"] < cfg.epochs:
+                raise TrainingInterrupted(r.dir.path, signum)
     if state["epoch"] < cfg.epochs:
         r.log(f"stopped after epoch {state['epoch']} of {cfg.epochs}; continue with: c100 train --resume {r.dir.path}")
         r.dir.close()
@@ -339,7 +386,8 @@ def _train_epoch(r: Run, model, optimizer, data, epoch, spe, state, stop):
     sums = torch.zeros(3, dtype=torch.float64, device=r.device)  # loss sum, correct, seen (this rank)
     epoch_time = 0.0
     if state["partial"] is not None:
-        sums += torch.tensor(state["partial"]["sums"], dtype=torch.float64, device=r.device)
+        if r.env.is_main:  # the saved sums are all ranks' together: added once
+            sums += torch.tensor(state["partial"]["sums"], dtype=torch.float64, device=r.device)
         epoch_time = state["partial"]["time_s"]
     batches = TrainBatches(data.train, cfg.batch_size, cfg.seed, epoch, cfg.crop_padding, cfg.flip,
                            r.env.rank, r.env.world_size, start_step=start)
@@ -353,6 +401,7 @@ def _train_epoch(r: Run, model, optimizer, data, epoch, spe, state, stop):
     try:
         for x, y in batches:
             gstep = epoch * spe + step
+            fault_point(r.env, gstep)
             set_lr(optimizer, lr_at(gstep, cfg, spe))
             loss, logits = train_step(model, optimizer, r.normalizer(x), y, r.loss_fn, r.autocast,
                                       cfg.grad_clip, r.scaler)
@@ -361,13 +410,16 @@ def _train_epoch(r: Run, model, optimizer, data, epoch, spe, state, stop):
             step += 1
             if step % NAN_CHECK_EVERY == 0:
                 _check_finite(sums, r, epoch, step)
-            if stop.signum is not None and step < spe:
+            signum = _stop_requested(r, stop, step) if step < spe else None
+            if signum:
                 _sync(r.device)
                 state.update(epoch=epoch, step_in_epoch=step, partial={
-                    "sums": sums.tolist(), "time_s": epoch_time + time.perf_counter() - t0})
+                    "sums": all_reduce_sum(sums.clone(), r.env).tolist(),
+                    "time_s": epoch_time + time.perf_counter() - t0})
                 state["train_time_s"] += time.perf_counter() - t0
+                broadcast_buffers(r.raw_model, r.env)
                 _save(r, optimizer, state, best=False)
-                raise TrainingInterrupted(r.dir.path, stop.signum)
+                raise TrainingInterrupted(r.dir.path, signum)
     except torch.cuda.OutOfMemoryError as e:
         raise ResourceError(f"out of GPU memory at batch size {cfg.batch_size}; try --batch-size "
                             f"{max(1, cfg.batch_size // 2)} (and --lr {cfg.lr / 2:g} to keep lr per image)") from e
@@ -384,21 +436,46 @@ def _train_epoch(r: Run, model, optimizer, data, epoch, spe, state, stop):
             "epoch_time_s": round(epoch_time, 4), "images_per_s": round(seen / epoch_time, 1)}
 
 
+def _stop_requested(r: Run, stop, step):
+    """The signal number if training should stop after ``step``; under torchrun every rank gives the
+    same answer at the same step (they agree every ``STOP_SYNC_EVERY`` steps), so all save together."""
+    if not r.env.enabled:
+        return stop.signum
+    if step % STOP_SYNC_EVERY:
+        return None
+    return agree_max(stop.signum or 0, r.env, r.device) or None
+
+
 def _check_finite(sums, r, epoch, step):
-    if not math.isfinite(sums[0].item()):
+    bad = int(not math.isfinite(sums[0].item()))
+    if agree_max(bad, r.env, r.device):  # every rank stops, not only the one that saw it
         raise NumericalError(f"the training loss became NaN or inf in epoch {epoch + 1} (by step {step}); "
                              f"the last good checkpoint {r.dir.last} is kept. Try a lower --lr or --grad-clip 1.0")
 
 
 def _save(r: Run, optimizer, state, best):
+    rngs = all_gather_object(rng_state(), r.env) if r.env.enabled else None  # every rank takes part
     if not r.env.is_main:
         return
     ckpt = {"config": r.cfg.to_dict(), "model": r.raw_model.state_dict(), "optimizer": optimizer.state_dict(),
             "scaler": r.scaler.state_dict() if r.scaler is not None else None, "rng": rng_state(),
-            **state}
+            "world_size": r.env.world_size, "rng_ranks": rngs, **state}
     save_checkpoint(ckpt, r.dir.last)
     if best:
         save_checkpoint(ckpt, r.dir.best)
+
+
+def _restore_rng(r: Run, ckpt):
+    """Each rank's own random stream (dropout) as it was saved; at another world size, rank 0 takes
+    the saved rank 0 stream and every other rank a fresh stream derived from (seed, rank, step)."""
+    rngs = ckpt.get("rng_ranks")
+    if rngs and len(rngs) == r.env.world_size:
+        set_rng_state(rngs[r.env.rank])
+        return
+    set_rng_state(ckpt["rng"])
+    if r.env.rank:
+        step = ckpt.get("epoch", 0) * 1_000_003 + ckpt.get("step_in_epoch", 0)
+        torch.manual_seed(rank_seed(r.cfg.seed, r.env.rank) + step)
 
 
 def _epoch_line(row, epochs):
