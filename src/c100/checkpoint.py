@@ -1,6 +1,6 @@
-"""Checkpoints: one versioned dict, written atomically, loaded with ``weights_only=True``.
+"""Checkpoints: one versioned dict, written atomically, sealed with a sha256, loaded with ``weights_only=True``.
 
-    {"format": "c100-checkpoint", "version": 1, "c100_version": ..., "config": TrainConfig dict,
+    {"format": "c100-checkpoint", "version": 2, "c100_version": ..., "config": TrainConfig dict,
      "model": state_dict, "optimizer": state_dict, "ema": state_dict | None, "scaler": ... | None,
      "epoch": epochs completed, "step_in_epoch": optimizer steps done in the epoch in progress,
      "global_step": ..., "partial": running sums of the epoch in progress, "metrics": [rows so far],
@@ -9,22 +9,66 @@
 
 Nothing in a checkpoint can run code: ``torch.load(weights_only=True)`` admits tensors and plain
 containers only, and a file naming any other global is refused with a clear message.
+
+Integrity (version 2): the file is the zip archive ``torch.save`` writes, with the sha256 of that
+archive stored in the zip's own comment field (``c100-sha256:<64 hex digits>``), so it stays a
+valid zip that ``torch.load`` reads as it is. torch's reader does not check the CRCs of tensor data,
+so without the seal a flipped bit in the weights would load silently; with it, any changed, missing
+or added byte is refused by ``load_checkpoint``. Version-1 files (no seal) still load.
 """
+import hashlib
+import io
 import pickle
-import zipfile
+import struct
 from pathlib import Path
 
 import torch
 
 from c100 import __version__
-from c100.atomic import atomic_torch_save
+from c100.atomic import atomic_write_bytes, torch_save_bytes
 from c100.errors import CheckpointError
 
-FORMAT, VERSION = "c100-checkpoint", 1
+FORMAT, VERSION = "c100-checkpoint", 2
+SEAL_PREFIX = b"c100-sha256:"
+_SEAL_LEN = len(SEAL_PREFIX) + 64
+_EOCD = b"PK\x05\x06"  # zip end-of-central-directory signature; the record is 22 bytes + comment
 
 
 def save_checkpoint(state: dict, path):
-    atomic_torch_save({"format": FORMAT, "version": VERSION, "c100_version": __version__, **state}, path)
+    payload = {"format": FORMAT, "version": VERSION, "c100_version": __version__, **state}
+    atomic_write_bytes(path, seal_chunks(torch_save_bytes(payload)))
+
+
+def seal_chunks(archive) -> list:
+    """The zip ``archive`` (as torch.save writes it: no comment) with its sha256 as the zip comment,
+    as chunks to write in order (no copy of the archive)."""
+    archive = memoryview(archive)
+    if archive[-22:-18] != _EOCD or archive[-2:] != b"\0\0":
+        raise ValueError("not a zip archive without a comment")
+    comment = SEAL_PREFIX + hashlib.sha256(archive).hexdigest().encode()
+    return [archive[:-2], struct.pack("<H", len(comment)) + comment]
+
+
+def seal(archive) -> bytes:
+    return b"".join(seal_chunks(archive))
+
+
+def verify_seal(raw, path) -> bool:
+    """True if ``raw`` is sealed and whole; False if it carries no seal (a version-1 file);
+    CheckpointError if the seal or the content it covers was damaged."""
+    raw = memoryview(raw)
+    if bytes(raw[-4096:]).rfind(SEAL_PREFIX) < 0:
+        return False
+    tail = bytes(raw[-(22 + _SEAL_LEN):])
+    if (len(tail) != 22 + _SEAL_LEN or tail[:4] != _EOCD or tail[20:22] != struct.pack("<H", _SEAL_LEN)
+            or not tail[22:].startswith(SEAL_PREFIX)):
+        raise CheckpointError(f"checkpoint {path} is truncated or corrupt: its integrity seal is damaged")
+    h = hashlib.sha256(raw[:-(_SEAL_LEN + 2)])
+    h.update(b"\0\0")  # the archive's own (empty) comment length, as it was hashed
+    if h.hexdigest().encode() != tail[22 + len(SEAL_PREFIX):]:
+        raise CheckpointError(f"checkpoint {path} is corrupt: its content does not match the sha256 "
+                              f"recorded when it was written (a damaged or partly overwritten file)")
+    return True
 
 
 def load_checkpoint(path, map_location="cpu") -> dict:
@@ -32,20 +76,31 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        raw = path.read_bytes()
+    except OSError as e:
+        raise CheckpointError(f"checkpoint {path} cannot be read ({e.strerror or e})") from e
+    sealed = verify_seal(raw, path)
+    try:  # torch reads the sealed file as it is: the seal is an ordinary zip comment
+        ckpt = torch.load(io.BytesIO(raw), map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         raise CheckpointError(f"checkpoint {path} was refused: it names code or objects that are not plain "
                               f"tensors and containers, so it was not loaded ({str(e).splitlines()[0]})") from e
-    except (RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError) as e:
+    except Exception as e:  # truncated or garbled: RuntimeError, EOFError, BadZipFile, ValueError, ...
         raise CheckpointError(f"checkpoint {path} is truncated or corrupt and cannot be read "
                               f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a c100 checkpoint")
-    if ckpt.get("version", 0) > VERSION:
-        raise CheckpointError(f"{path} has checkpoint version {ckpt['version']}; this c100 reads up to {VERSION}")
-    for key in ("config", "model"):
+    version = ckpt.get("version", 0)
+    if not isinstance(version, int) or version > VERSION:
+        raise CheckpointError(f"{path} has checkpoint version {version!r}; this c100 reads up to {VERSION}")
+    if version >= 2 and not sealed:
+        raise CheckpointError(f"checkpoint {path} is corrupt: its integrity seal is missing")
+    for key, typ in (("config", dict), ("model", dict)):
         if key not in ckpt:
             raise CheckpointError(f"checkpoint {path} lacks {key!r}: incomplete file")
+        if not isinstance(ckpt[key], typ):
+            raise CheckpointError(f"checkpoint {path}: {key!r} should be a {typ.__name__}, "
+                                  f"got {type(ckpt[key]).__name__}")
     return ckpt
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from c100 import __version__
-from c100.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text
+from c100.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text, remove_stale_temp_files
 from c100.errors import RunFolderError
 
 # Fields that may differ between a run and its resume without changing the result's meaning.
@@ -31,12 +31,34 @@ class RunDir:
         if not f.exists():
             return None
         try:
-            return json.loads(f.read_text())
-        except (json.JSONDecodeError, OSError) as e:
+            cfg = json.loads(f.read_text())
+        except (ValueError, OSError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             raise RunFolderError(f"{f} is unreadable ({e}); choose another --out") from e
+        if not isinstance(cfg, dict):
+            raise RunFolderError(f"{f} does not hold a config (a JSON object); choose another --out")
+        return cfg
+
+    def finished_summary(self):
+        """summary.json of a finished run, else None (absent, unreadable or not finished)."""
+        try:
+            s = json.loads((self.path / "summary.json").read_text())
+        except (ValueError, OSError):
+            return None
+        return s if isinstance(s, dict) and s.get("status") == "finished" else None
+
+    def remove_stale_temp_files(self, log=None):
+        """Clear the temporary files of writes that a crash interrupted (the targets are intact)."""
+        if not self.enabled:
+            return
+        removed = remove_stale_temp_files(self.path) + remove_stale_temp_files(self.ckpt_dir)
+        if removed and log:
+            log(f"removed {len(removed)} partial file(s) left by an interrupted write: "
+                f"{', '.join(p.name for p in removed)}")
 
     def check_fresh_start(self, cfg_dict):
         """A new run may go into an empty folder or one holding the same config and no progress."""
+        if self.path.exists() and not self.path.is_dir():
+            raise RunFolderError(f"{self.path} is a file, not a run folder; choose another --out")
         old = self.existing_config()
         if old is None:
             return

@@ -69,8 +69,14 @@ def run(args):
         images, labels, coarse = train.images[idx], train.fine[idx], train.coarse[idx]
     tta = args.tta or cfg.tta
     autocast, _ = autocast_for(cfg, device)
-    metrics, logits = evaluate(model, torch.from_numpy(images).to(device), torch.from_numpy(labels).to(device),
-                               Normalizer.named(cfg.normalize, device), args.batch_size, tta, autocast)
+    try:
+        metrics, logits = evaluate(model, torch.from_numpy(images).to(device), torch.from_numpy(labels).to(device),
+                                   Normalizer.named(cfg.normalize, device), args.batch_size, tta, autocast)
+    except torch.cuda.OutOfMemoryError as e:
+        from c100.errors import ResourceError
+
+        raise ResourceError(f"out of GPU memory evaluating {args.batch_size} images at a time; "
+                            f"try --batch-size {max(1, args.batch_size // 2)}") from e
     result = {"checkpoint": str(path), "model": cfg.model, "recipe": cfg.recipe, "split": args.split,
               "tta": tta, "epoch": ckpt.get("epoch"), **metrics}
     out = Path(args.out) if args.out else path.parent.parent / f"eval-{args.split}"

@@ -29,12 +29,13 @@ def default_out(cfg):
     return f"runs/{cfg.model.replace('/', '_')}-{cfg.recipe}-s{cfg.seed}"
 
 
-def run(args):
-    from c100.data.cifar import ensure_data
+def resolve(args):
+    """(config or None, run folder) from the parsed options; every name and value is checked here,
+    before any data is read. With --resume and no overrides the config is the run's own (None)."""
     from c100.engine.recipes import get_recipe
-    from c100.engine.trainer import TrainingInterrupted, run as train_run
+    from c100.engine.trainer import resume_config
     from c100.errors import ConfigError
-    from c100.models.registry import create_model
+    from c100.models.registry import create_model, get_entry
 
     if args.stop_at_epoch is not None and args.stop_at_epoch < 1:
         raise ConfigError(f"--stop-at-epoch must be at least 1, got {args.stop_at_epoch}")
@@ -42,21 +43,26 @@ def run(args):
     if args.resume:
         if args.model:
             raise ConfigError("give either a model or --resume RUN_DIR, not both")
-        cfg, out = None, args.resume
-        if overrides:
-            from c100.checkpoint import load_checkpoint
-            from c100.engine.config import TrainConfig
-            from c100.runlog import RunDir
-
-            saved = TrainConfig.from_dict(load_checkpoint(RunDir(out).last)["config"])
-            cfg = saved.replace(**overrides)
+        if args.out:
+            raise ConfigError("--resume RUN_DIR continues that folder; --out cannot be given with it")
+        # the run's config: its last checkpoint's, or config.json's if it stopped before the first one
+        return (resume_config(args.resume).replace(**overrides) if overrides else None), args.resume
+    if not args.model:
+        raise ConfigError("name a model to train (`c100 models` lists them), or --resume RUN_DIR")
+    recipe = get_recipe(args.recipe)
+    if args.model.startswith("timm/"):
+        create_model(args.model)  # unknown timm names fail here, before any data is read
     else:
-        if not args.model:
-            raise ConfigError("name a model to train (`c100 models` lists them), or --resume RUN_DIR")
-        if args.model.startswith("timm/"):
-            create_model(args.model)  # unknown timm names fail here, before any data is read
-        cfg = get_recipe(args.recipe).config_for(args.model, **overrides)
-        out = args.out or default_out(cfg)
+        get_entry(args.model)  # unknown names fail here, with close matches
+    cfg = recipe.config_for(args.model, **overrides)
+    return cfg, args.out or default_out(cfg)
+
+
+def run(args):
+    from c100.data.cifar import ensure_data
+    from c100.engine.trainer import TrainingInterrupted, run as train_run
+
+    cfg, out = resolve(args)
     root = ensure_data(args.data_root, download=args.download)
     try:
         summary = train_run(cfg, out, root, verify=args.verify, resume=bool(args.resume),

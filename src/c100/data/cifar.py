@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from c100.errors import DataContentError, DataCorruptError, DataMissingError
+from c100.errors import ConfigError, DataContentError, DataCorruptError, DataMissingError
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 TGZ_MD5 = "eb9058c3a382ffc7106e4002c42a8d85"
@@ -108,6 +108,8 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
         ("_codecs", "encode"),  # numpy arrays pickled by Python 3 for protocol 2 carry bytes this way
+        ("__builtin__", "bytes"),  # ... and an empty array's (zero) bytes this way
+        ("builtins", "bytes"),
     }
 
     def find_class(self, module, name):
@@ -139,8 +141,15 @@ def _field(d, key, path):
     raise DataContentError(f"{path} has no field {key!r}: not a CIFAR-100 pickle")
 
 
+def _array(d, key, path):
+    try:
+        return np.asarray(_field(d, key, path))
+    except (ValueError, TypeError, OverflowError) as e:  # ragged or mixed lists
+        raise DataContentError(f"{path}: {key} is not an array ({e})") from e
+
+
 def _labels(d, key, path, n, high):
-    arr = np.asarray(_field(d, key, path))
+    arr = _array(d, key, path)
     if arr.shape != (n,) or not np.issubdtype(arr.dtype, np.integer):
         raise DataContentError(f"{path}: {key} should be {n} integers, got shape {arr.shape} dtype {arr.dtype}")
     if arr.min(initial=0) < 0 or arr.max(initial=0) >= high:
@@ -161,10 +170,12 @@ def load_split(root, split, verify="full") -> Split:
     if not d.is_dir() or not path.exists():
         raise DataMissingError(offline_help(Path(root)) if not d.is_dir() else f"missing {path}. " + offline_help(d.parent))
     raw = safe_unpickle(path)
-    data = np.asarray(_field(raw, "data", path))
+    data = _array(raw, "data", path)
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
         raise DataContentError(f"{path}: data should be uint8 of shape (N, 3072), got {data.dtype} {data.shape}")
     n = data.shape[0]
+    if n == 0:
+        raise DataContentError(f"{path} holds no images")
     fine = _labels(raw, "fine_labels", path, n, NUM_CLASSES)
     coarse = _labels(raw, "coarse_labels", path, n, NUM_SUPERCLASSES)
     counts = np.bincount(fine, minlength=NUM_CLASSES)
@@ -187,8 +198,11 @@ def load_split(root, split, verify="full") -> Split:
 def load_meta(root) -> Meta:
     path = dataset_dir(root) / "meta"
     raw = safe_unpickle(path)
-    fine = [n.decode() if isinstance(n, bytes) else str(n) for n in _field(raw, "fine_label_names", path)]
-    coarse = [n.decode() if isinstance(n, bytes) else str(n) for n in _field(raw, "coarse_label_names", path)]
+    try:
+        fine = [n.decode() if isinstance(n, bytes) else str(n) for n in _field(raw, "fine_label_names", path)]
+        coarse = [n.decode() if isinstance(n, bytes) else str(n) for n in _field(raw, "coarse_label_names", path)]
+    except (TypeError, UnicodeDecodeError) as e:
+        raise DataContentError(f"{path}: the label names are not a list of strings ({e})") from e
     if len(fine) != NUM_CLASSES or len(coarse) != NUM_SUPERCLASSES:
         raise DataContentError(f"{path}: expected {NUM_CLASSES} fine and {NUM_SUPERCLASSES} coarse names")
     return Meta(fine, coarse)
@@ -200,7 +214,8 @@ def stratified_split(labels: np.ndarray, val_size: int, seed: int = 0):
         return np.arange(len(labels)), np.arange(0)
     per_class = val_size // NUM_CLASSES
     if val_size % NUM_CLASSES or per_class >= np.bincount(labels, minlength=NUM_CLASSES).min():
-        raise ValueError(f"val_size must be a multiple of {NUM_CLASSES} and leave training images in every class")
+        raise ConfigError(f"val_size {val_size} must be a multiple of {NUM_CLASSES} and leave training images in "
+                          f"every class (the smallest class here has {np.bincount(labels, minlength=NUM_CLASSES).min()})")
     rng = np.random.default_rng(seed)
     val = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:per_class] for c in range(NUM_CLASSES)])
     val.sort()

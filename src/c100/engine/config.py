@@ -14,6 +14,7 @@ NORMALIZE = ("seed", "cifar100")
 AMP = ("auto", "bf16", "fp16", "none")
 TTA = ("none", "flip", "flip-translate")
 DEVICES = ("auto", "cpu", "cuda")
+MAX_THREADS = 4096
 
 
 @dataclass(frozen=True)
@@ -64,12 +65,16 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d):
+        if not isinstance(d, dict):
+            raise ConfigError(f"a config must be a JSON object (a dict), got {type(d).__name__}")
         known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
+        unknown = sorted(str(k) for k in d if k not in known)
         if unknown:
             raise ConfigError(f"unknown config keys: {', '.join(unknown)}")
         d = dict(d)
         if "milestones" in d:
+            if not isinstance(d["milestones"], (list, tuple)):
+                raise ConfigError(f"milestones must be a list of epochs, got {d['milestones']!r}")
             d["milestones"] = tuple(d["milestones"])
         return cls(**d)
 
@@ -78,6 +83,13 @@ class TrainConfig:
             return dataclasses.replace(self, **changes)
         except TypeError as e:
             raise ConfigError(str(e)) from e
+
+
+def _finite(v):
+    try:
+        return math.isfinite(v)
+    except OverflowError:  # an int too large for a float
+        return False
 
 
 def _check(cond, msg):
@@ -91,7 +103,7 @@ def validate(c: TrainConfig):
         typ = (int, float) if f.type is float else f.type
         ok = isinstance(v, typ) and not (f.type in (int, float) and isinstance(v, bool))
         _check(ok, f"{f.name} must be of type {f.type.__name__}, got {v!r}")
-        _check(not isinstance(v, float) or math.isfinite(v), f"{f.name} must be finite, got {v!r}")
+        _check(f.type is not float or _finite(v), f"{f.name} must be finite, got {v!r}")
     _check(c.epochs >= 1, f"epochs must be at least 1, got {c.epochs}")
     _check(c.batch_size >= 1, f"batch_size must be positive, got {c.batch_size}")
     _check(c.eval_batch_size >= 1, f"eval_batch_size must be positive, got {c.eval_batch_size}")
@@ -100,7 +112,8 @@ def validate(c: TrainConfig):
     _check(not c.nesterov or c.momentum > 0, "nesterov needs momentum > 0")
     _check(0 <= c.weight_decay < 1, f"weight_decay must be in [0, 1), got {c.weight_decay}")
     _check(c.schedule in SCHEDULES, f"schedule must be one of {SCHEDULES}, got {c.schedule!r}")
-    _check(all(isinstance(m, int) and m > 0 for m in c.milestones) and list(c.milestones) == sorted(c.milestones),
+    _check(all(isinstance(m, int) and not isinstance(m, bool) and m > 0 for m in c.milestones)
+           and list(c.milestones) == sorted(c.milestones),
            f"milestones must be increasing positive epochs, got {c.milestones}")
     _check(0 < c.gamma <= 1, f"gamma must be in (0, 1], got {c.gamma}")
     _check(0 <= c.warmup_epochs <= c.epochs, f"warmup_epochs must be in [0, epochs], got {c.warmup_epochs}")
@@ -117,5 +130,7 @@ def validate(c: TrainConfig):
     _check(c.budget_minutes >= 0, f"budget_minutes must be >= 0, got {c.budget_minutes}")
     _check(c.train_subset >= 0 and c.train_subset % 100 == 0,
            f"train_subset must be a multiple of 100 (0 = all), got {c.train_subset}")
-    _check(c.threads >= 0, f"threads must be >= 0, got {c.threads}")
+    _check(0 <= c.threads <= MAX_THREADS, f"threads must be in [0, {MAX_THREADS}], got {c.threads}")
+    for name in ("seed", "split_seed"):  # torch and numpy generators take seeds in [0, 2**63)
+        _check(0 <= getattr(c, name) < 2**63, f"{name} must be in [0, 2**63), got {getattr(c, name)}")
     _check(c.model != "", "model must be named")

@@ -37,7 +37,7 @@ from c100.engine.config import TrainConfig
 from c100.engine.evaluate import evaluate
 from c100.engine.optim import build_optimizer, set_lr
 from c100.engine.schedule import lr_at
-from c100.errors import ConfigError, NumericalError, ResourceError, RunFolderError
+from c100.errors import CheckpointError, ConfigError, NumericalError, ResourceError, RunFolderError
 from c100.models import create_model, get_entry
 from c100.models.info import count_params, forward_gflops
 from c100.runlog import RESUME_MAY_DIFFER, RunDir
@@ -283,12 +283,16 @@ def run(cfg: TrainConfig | None, run_dir, data_root=None, verify="full", resume=
     ckpt = None
     rd = RunDir(run_dir)
     if resume:
-        if not rd.last.exists():
-            hint = (f" (rank {env_rank()}: under multi-node torchrun the run folder must be at the same path "
-                    f"on every node, e.g. on a shared filesystem)" if env_rank() else "")
-            raise RunFolderError(f"--resume: no checkpoint at {rd.last}{hint}")
-        ckpt = load_checkpoint(rd.last)
-        cfg = _check_resume_config(TrainConfig.from_dict(ckpt["config"]), cfg)
+        ckpt = _resume_checkpoint(rd)
+        cfg = _check_resume_config(resume_config(rd.path, ckpt), cfg)
+        done = rd.finished_summary()
+        if done is not None:
+            if DistEnv().is_main:
+                log(f"{rd.path} is already finished (summary.json); nothing to resume")
+            return done
+        if ckpt is None and DistEnv().is_main:
+            log(f"{rd.path} has no checkpoint yet (it stopped before its first epoch ended): "
+                f"starting it afresh from its config.json")
     elif cfg is None:
         raise ConfigError("no config given")
     else:
@@ -304,9 +308,54 @@ def run(cfg: TrainConfig | None, run_dir, data_root=None, verify="full", resume=
         cleanup(r.env, ok=False)  # the peers may be gone: no barrier
         if r.env.enabled and is_comm_error(e):
             raise DistributedError(comm_error_message(e, r.env, r.dir.last)) from e
+        if isinstance(e, torch.cuda.OutOfMemoryError):  # one in a training step is reported by _train_epoch
+            raise _oom_outside_step(r) from e
         raise
     cleanup(r.env, ok=True)  # no rank leaves before rank 0 has written everything
     return summary
+
+
+def _oom_outside_step(r):
+    n = r.cfg.eval_batch_size
+    return ResourceError(f"out of GPU memory outside a training step (evaluating {n} images at a time, or "
+                         f"placing the model and data); try --eval-batch-size {max(1, n // 2)} (allowed with "
+                         f"--resume); checkpoints already written in {r.dir.ckpt_dir} are kept")
+
+
+def _resume_checkpoint(rd: RunDir):
+    """The run's last checkpoint; None when it stopped before writing one (config.json only)."""
+    if not rd.last.exists():
+        if rd.existing_config() is None:
+            hint = (f" (rank {env_rank()}: under multi-node torchrun the run folder must be at the same path "
+                    f"on every node, e.g. on a shared filesystem)" if env_rank() else "")
+            raise RunFolderError(f"--resume: {rd.path} holds no run to resume (no checkpoints/last.pt and no "
+                                 f"config.json){hint}; start one with `c100 train MODEL --out {rd.path}`")
+        return None
+    ckpt = load_checkpoint(rd.last)
+    missing = [k for k in ("optimizer", "rng", "epoch") if k not in ckpt]
+    if missing:
+        raise CheckpointError(f"checkpoint {rd.last} lacks {', '.join(missing)}: it cannot continue a run")
+    return ckpt
+
+
+def resume_config(run_dir, ckpt=None) -> TrainConfig:
+    """The config of the run in ``run_dir``: its last checkpoint's, else (none yet) its config.json's."""
+    rd = RunDir(run_dir)
+    if ckpt is None and rd.last.exists():
+        ckpt = load_checkpoint(rd.last)
+    source = rd.last
+    if ckpt is not None:
+        saved = ckpt["config"]
+    else:
+        saved, source = rd.existing_config(), rd.path / "config.json"
+        if saved is None:
+            raise RunFolderError(f"--resume: {rd.path} holds no run to resume (no checkpoints/last.pt and no "
+                                 f"config.json); start one with `c100 train MODEL --out {rd.path}`")
+        saved = {k: v for k, v in saved.items() if k != "c100_version"}
+    try:
+        return TrainConfig.from_dict(saved)
+    except ConfigError as e:
+        raise RunFolderError(f"{source} does not hold a valid config ({e})") from e
 
 
 def _train(r: Run, ckpt, stop_at_epoch):
@@ -322,12 +371,13 @@ def _train(r: Run, ckpt, stop_at_epoch):
         if cfg.train_subset:
             data = load_data(cfg, r.data_root, r.verify, r.device)
         r.cfg = cfg
+    spe = steps_per_epoch(len(data.train), cfg.batch_size)
+    if spe < 1:  # checked before anything is written, so a refused config leaves no trace
+        raise ConfigError(f"batch_size {cfg.batch_size} is larger than the {len(data.train)} training images")
+    r.dir.remove_stale_temp_files(r.log)
     r.dir.write_config(cfg.to_dict())
     optimizer = build_optimizer(model, cfg)
     train_model = r.wrap_model(model)
-    spe = steps_per_epoch(len(data.train), cfg.batch_size)
-    if spe < 1:
-        raise ConfigError(f"batch_size {cfg.batch_size} is larger than the {len(data.train)} training images")
 
     state = {"epoch": 0, "step_in_epoch": 0, "metrics": [], "best": {"epoch": None, "val_top1_err": None},
              "train_time_s": 0.0, "eval_time_s": 0.0, "partial": None}
@@ -418,6 +468,7 @@ def _train_epoch(r: Run, model, optimizer, data, epoch, spe, state, stop):
                     "time_s": epoch_time + time.perf_counter() - t0})
                 state["train_time_s"] += time.perf_counter() - t0
                 broadcast_buffers(r.raw_model, r.env)
+                _check_finite(torch.tensor(state["partial"]["sums"]), r, epoch, step)
                 _save(r, optimizer, state, best=False)
                 raise TrainingInterrupted(r.dir.path, signum)
     except torch.cuda.OutOfMemoryError as e:
@@ -450,19 +501,39 @@ def _check_finite(sums, r, epoch, step):
     bad = int(not math.isfinite(sums[0].item()))
     if agree_max(bad, r.env, r.device):  # every rank stops, not only the one that saw it
         raise NumericalError(f"the training loss became NaN or inf in epoch {epoch + 1} (by step {step}); "
-                             f"the last good checkpoint {r.dir.last} is kept. Try a lower --lr or --grad-clip 1.0")
+                             f"{_kept(r)}. Try a lower --lr or --grad-clip 1.0")
+
+
+def _kept(r):
+    return (f"the last good checkpoint {r.dir.last} is kept" if r.dir.last.exists()
+            else "no checkpoint had been written yet")
+
+
+def _check_finite_weights(r, state):
+    """Refuse to checkpoint non-finite weights: a NaN can reach them in the step after the last loss check."""
+    floats = [t for t in r.raw_model.state_dict().values() if t.is_floating_point()]
+    if floats and not bool(torch.stack([torch.isfinite(t).all() for t in floats]).all()):
+        epoch = state["epoch"] + (1 if state["step_in_epoch"] else 0)
+        raise NumericalError(f"the model's weights became NaN or inf in epoch {epoch}; {_kept(r)}. "
+                             f"Try a lower --lr or --grad-clip 1.0")
 
 
 def _save(r: Run, optimizer, state, best):
+    _check_finite_weights(r, state)  # on every rank: their weights are the same, so all stop together
     rngs = all_gather_object(rng_state(), r.env) if r.env.enabled else None  # every rank takes part
     if not r.env.is_main:
         return
     ckpt = {"config": r.cfg.to_dict(), "model": r.raw_model.state_dict(), "optimizer": optimizer.state_dict(),
             "scaler": r.scaler.state_dict() if r.scaler is not None else None, "rng": rng_state(),
             "world_size": r.env.world_size, "rng_ranks": rngs, **state}
-    save_checkpoint(ckpt, r.dir.last)
-    if best:
-        save_checkpoint(ckpt, r.dir.best)
+    try:
+        # best.pt first: a crash between the two writes leaves last.pt at the previous epoch, whose
+        # resume recomputes this epoch and writes both again (the other order could lose best.pt).
+        if best:
+            save_checkpoint(ckpt, r.dir.best)
+        save_checkpoint(ckpt, r.dir.last)
+    except ResourceError as e:
+        raise ResourceError(f"{e}. Free some space, then continue with: c100 train --resume {r.dir.path}") from e
 
 
 def _restore_rng(r: Run, ckpt):
