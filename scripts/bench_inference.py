@@ -2,7 +2,7 @@
 
     python scripts/bench_inference.py                         # logreg, simplecnn, resnet18; batch 1 and 256
     python scripts/bench_inference.py --out benchmarks/results/cpu_inference.json
-    python scripts/bench_inference.py --models resnet18 --batch-sizes 1 64 --threads 4
+    python scripts/bench_inference.py --models resnet18 --batch-sizes 1 64 --threads 1 4
 
 What is timed: the model's forward pass on an already normalised float batch (N, 3, 32, 32), random
 initialised weights (speed does not depend on their values), eval mode, torch.inference_mode, NCHW
@@ -57,20 +57,26 @@ def main(argv=None):
     ap.add_argument("--runs", type=int, default=7, help="timed repetitions; the median is reported")
     ap.add_argument("--min-time", type=float, default=0.5, help="seconds of passes per repetition")
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    ap.add_argument("--threads", nargs="+", type=int, default=[0],
+                    help="torch thread counts to measure, each in turn (0: torch's default)")
     ap.add_argument("--out", help="also write the JSON here")
     args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    default_threads = torch.get_num_threads()
     load_before = os.getloadavg()
     rows = []
-    for name in args.models:
-        torch.manual_seed(0)
-        model = create_model(name, num_classes=100).eval()
-        for b in args.batch_sizes:
-            rows.append({"model": name, "batch": b, **time_forward(model, b, args.runs, args.min_time, args.warmup)})
-    result = {"c100_version": __version__, "torch": torch.__version__, "threads": torch.get_num_threads(),
-              "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+    try:
+        for threads in args.threads:
+            torch.set_num_threads(threads or default_threads)
+            for name in args.models:
+                torch.manual_seed(0)
+                model = create_model(name, num_classes=100).eval()
+                for b in args.batch_sizes:
+                    rows.append({"model": name, "batch": b, "threads": torch.get_num_threads(),
+                                 **time_forward(model, b, args.runs, args.min_time, args.warmup)})
+    finally:
+        torch.set_num_threads(default_threads)
+    result = {"c100_version": __version__, "torch": torch.__version__, "default_threads": default_threads,
+              "cpu": cpu_name(), "cpu_count": os.cpu_count(),
               "load_avg_before": [round(v, 2) for v in load_before],
               "load_avg_after": [round(v, 2) for v in os.getloadavg()],
               "what": "forward pass only, float32 NCHW, eval + inference_mode, random weights; median of runs",
@@ -83,12 +89,23 @@ def main(argv=None):
     return 0
 
 
+def cpu_name():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def markdown(result):
-    lines = [f"CPU inference, {result['threads']} threads, torch {result['torch']}, load average "
+    lines = [f"CPU inference ({result['cpu']}, {result['cpu_count']} cores), torch {result['torch']}, load average "
              f"{result['load_avg_before'][0]} before / {result['load_avg_after'][0]} after (1 min)", "",
-             "| model | batch | images/s (median) | min-max | ms/batch |", "|---|---:|---:|---:|---:|"]
+             "| model | batch | threads | images/s (median) | min-max | ms/batch |",
+             "|---|---:|---:|---:|---:|---:|"]
     for r in result["results"]:
-        lines.append(f"| {r['model']} | {r['batch']} | {r['images_per_s']:,.0f} | "
+        lines.append(f"| {r['model']} | {r['batch']} | {r['threads']} | {r['images_per_s']:,.0f} | "
                      f"{r['min']:,.0f}-{r['max']:,.0f} | {r['ms_per_batch']:.2f} |")
     return "\n".join(lines)
 
