@@ -160,3 +160,14 @@ def test_budget_shrinks_epochs_then_data():
     assert c4.epochs == 4 and c4.milestones == (2, 3)
     c1 = fit_budget(c, step_s=1.0, steps=100, n_train=10_000)  # 100 s per epoch: a 6,000-image subset
     assert c1.epochs == 1 and c1.train_subset == 6000
+
+
+@pytest.mark.realdata
+def test_logistic_regression_learns_on_the_real_data(real_data, tmp_path):
+    cfg = TrainConfig(model="logreg", epochs=2, batch_size=250, lr=0.01, train_subset=10_000, crop_padding=0,
+                      schedule="linear", threads=2, tta="flip")
+    s = run(cfg, tmp_path / "r", real_data, verify="full", progress=False, log=lambda *a: None)
+    assert s["test"]["n"] == 10_000 and s["val"]["n"] == 5_000
+    assert s["test"]["top1_err"] < 95.0 and s["test"]["top5_err"] < 80.0  # chance: 99% / 95%
+    rows = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[1]["train_loss"] < rows[0]["train_loss"]
