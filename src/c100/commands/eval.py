@@ -38,7 +38,7 @@ def run(args):
     from c100.checkpoint import load_checkpoint
     from c100.data.cifar import ensure_data, load_meta, load_split, stratified_split
     from c100.data.loader import Normalizer
-    from c100.engine.config import TrainConfig
+    from c100.engine.config import TrainConfig, model_kwargs
     from c100.engine.evaluate import evaluate
     from c100.engine.trainer import autocast_for, resolve_device
     from c100.errors import CheckpointError, ConfigError
@@ -51,7 +51,7 @@ def run(args):
     ckpt = load_checkpoint(path)
     cfg = TrainConfig.from_dict(ckpt["config"]).replace(device=args.device)
     device = resolve_device(cfg, DistEnv())
-    model = create_model(cfg.model, num_classes=100)
+    model = create_model(cfg.model, num_classes=100, **model_kwargs(cfg))  # e.g. ShakeDrop's p scales eval
     try:
         model.load_state_dict(ckpt.get("ema") or ckpt["model"])
     except RuntimeError as e:

@@ -2,12 +2,18 @@
 
 Randomness comes in as explicit draws (``EpochDraws``) made once per epoch from a CPU generator
 seeded by (seed, epoch). The same draws give the same batches on CPU and CUDA, at any world size,
-and after a resume in the middle of an epoch.
+and after a resume in the middle of an epoch. ``StrongAugment`` (below) adds the optional policies,
+erasing and mixing of c100.data.policies and c100.data.mixing, with draws of the same kind.
 """
+import hashlib
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+from c100.data.mixing import draw_mixing, mix
+from c100.data.policies import Policy, draw_cutout, draw_erasing, erase
 
 
 @dataclass
@@ -51,3 +57,95 @@ def crop_flip(images: torch.Tensor, offsets: torch.Tensor, flips: torch.Tensor, 
     if flips.any():
         images = torch.where(flips[:, None, None, None], images.flip(3), images)
     return images
+
+
+# ----------------------------------------------------------------------------- strong augmentation
+def stream_seed(seed: int, epoch: int, name: str) -> int:
+    """A 63-bit seed for one named stream of one epoch, independent of the other streams."""
+    digest = hashlib.blake2b(f"{seed}/{epoch}/{name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+@dataclass
+class StrongDraws:
+    """One epoch's draws for StrongAugment, each indexed by position in the epoch's order (or None)."""
+
+    policy: object = None
+    cutout: object = None
+    erasing: object = None
+    mixing: object = None
+
+    def to(self, device):
+        return StrongDraws(*(None if d is None else d.to(device) for d in self._parts()))
+
+    def __getitem__(self, pos):
+        return StrongDraws(*(None if d is None else d[pos] for d in self._parts()))
+
+    def _parts(self):
+        return self.policy, self.cutout, self.erasing, self.mixing
+
+
+@dataclass(frozen=True)
+class StrongAugment:
+    """The optional augmentations after crop/flip, in this order: policy, cutout, random erasing, mixing.
+
+    The ops are c100.data.policies and c100.data.mixing; their draws are made once per epoch from a
+    stream of their own seeded by (seed, epoch, name), so switching one on leaves the others' draws,
+    and the crop/flip draws, unchanged. Without mixing the batch stays uint8 with integer labels;
+    with it the images are float32 in [0, 255] and the labels soft targets (B, num_classes).
+    """
+
+    policy: str = "none"           # none | autoaugment | randaugment | trivialaugment
+    randaugment_n: int = 2
+    randaugment_m: int = 9
+    cutout: int = 0                # square side in pixels; 0 = off
+    random_erasing: float = 0.0    # probability; 0 = off
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+    mix_prob: float = 1.0
+    fill: tuple = (0, 0, 0)        # erased pixels, uint8 per channel
+    num_classes: int = 100
+
+    @classmethod
+    def from_config(cls, cfg, fill=(0, 0, 0), num_classes=100):
+        """From a TrainConfig-like object; None when it asks for nothing beyond crop/flip."""
+        spec = cls(cfg.augment_policy, cfg.randaugment_n, cfg.randaugment_m, cfg.cutout, cfg.random_erasing,
+                   cfg.mixup_alpha, cfg.cutmix_alpha, cfg.mix_prob, tuple(fill), num_classes)
+        return spec if spec.enabled else None
+
+    @property
+    def mixes(self):
+        return self.mix_prob > 0 and (self.mixup_alpha > 0 or self.cutmix_alpha > 0)
+
+    @property
+    def enabled(self):
+        return self.policy != "none" or self.cutout > 0 or self.random_erasing > 0 or self.mixes
+
+    def _policy(self, size):
+        return Policy(self.policy, self.randaugment_n, self.randaugment_m, size)
+
+    def draw(self, n: int, seed: int, epoch: int, h: int = 32, w: int = 32) -> StrongDraws:
+        gen = lambda name: torch.Generator().manual_seed(stream_seed(seed, epoch, name))  # noqa: E731
+        d = StrongDraws()
+        if self.policy != "none":
+            d.policy = self._policy(w).draw(n, gen("policy"))
+        if self.cutout:
+            d.cutout = draw_cutout(n, self.cutout, h, w, gen("cutout"))
+        if self.random_erasing:
+            d.erasing = draw_erasing(n, self.random_erasing, h, w, gen("erasing"))
+        if self.mixes:
+            rng = np.random.default_rng(stream_seed(seed, epoch, "mixing"))
+            d.mixing = draw_mixing(n, rng, self.mixup_alpha, self.cutmix_alpha, self.mix_prob, h, w)
+        return d
+
+    def apply(self, images, labels, d: StrongDraws):
+        """This batch's slice of the epoch's draws -> (images, targets)."""
+        if d.policy is not None:
+            images = self._policy(images.shape[-1]).apply(images, d.policy)
+        if d.cutout is not None:
+            images = erase(images, d.cutout, self.fill)
+        if d.erasing is not None:
+            images = erase(images, d.erasing, self.fill)
+        if d.mixing is not None:
+            images, labels = mix(images, labels, d.mixing, self.num_classes)
+        return images, labels

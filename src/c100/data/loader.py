@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from c100.data.augment import crop_flip, draw_epoch
+from c100.data.augment import StrongAugment, crop_flip, draw_epoch
 
 NORMALIZATIONS = {
     # the seed tutorial's transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
@@ -55,17 +55,21 @@ class TrainBatches:
     """Augmented training batches of one epoch: ``for x_uint8, y in TrainBatches(...)``.
 
     ``batch_size`` is the global batch; this rank yields its ``batch_size // world_size`` slice.
-    The last incomplete global batch is dropped so every step has the same size.
+    The last incomplete global batch is dropped so every step has the same size. ``strong``
+    (a StrongAugment) follows crop/flip; when it mixes, x is float32 in [0, 255] and y soft targets.
     """
 
     def __init__(self, data: DeviceDataset, batch_size, seed, epoch, pad=4, flip=True,
-                 rank=0, world_size=1, start_step=0):
+                 rank=0, world_size=1, start_step=0, strong: StrongAugment | None = None):
         if batch_size % world_size:
             raise ValueError(f"global batch {batch_size} is not divisible by world size {world_size}")
         self.data, self.batch_size, self.pad = data, batch_size, pad
         self.local = batch_size // world_size
         self.rank, self.start_step = rank, start_step
         self.draws = draw_epoch(len(data), seed, epoch, pad, flip).to(data.device)
+        self.strong = strong
+        self.strong_draws = (strong.draw(len(data), seed, epoch, *data.images.shape[-2:]).to(data.device)
+                             if strong is not None else None)
 
     def __len__(self):
         return steps_per_epoch(len(self.data), self.batch_size) - self.start_step
@@ -76,7 +80,16 @@ class TrainBatches:
             pos = slice(lo, lo + self.local)
             idx = self.draws.order[pos]
             x = crop_flip(self.data.images[idx], self.draws.offsets[pos], self.draws.flips[pos], self.pad)
-            yield x, self.data.labels[idx]
+            y = self.data.labels[idx]
+            if self.strong is not None:
+                x, y = self.strong.apply(x, y, self.strong_draws[pos])
+            yield x, y
+
+
+def strong_augment(cfg, num_classes=100) -> StrongAugment | None:
+    """A config's StrongAugment (None when it asks for crop/flip only); erased pixels are the mean pixel."""
+    fill = tuple(round(255 * m) for m in NORMALIZATIONS[cfg.normalize][0])
+    return StrongAugment.from_config(cfg, fill, num_classes)
 
 
 def steps_per_epoch(n, batch_size):

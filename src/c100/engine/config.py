@@ -14,6 +14,10 @@ NORMALIZE = ("seed", "cifar100")
 AMP = ("auto", "bf16", "fp16", "none")
 TTA = ("none", "flip", "flip-translate")
 DEVICES = ("auto", "cpu", "cuda")
+POLICIES = ("none", "autoaugment", "randaugment", "trivialaugment")
+# Builder keywords that take `drop_path`, in order of preference: ShakeDrop's p_L (pyramidnet);
+# stochastic depth under the names models use for it. timm/<name> models get drop_path_rate.
+DROP_PATH_KWARGS = ("shakedrop", "drop_path_rate", "drop_path", "stochastic_depth")
 MAX_THREADS = 4096
 
 
@@ -28,6 +32,16 @@ class TrainConfig:
     normalize: str = "cifar100"        # "seed": mean/std 0.5; "cifar100": the data set's mean/std
     crop_padding: int = 4              # pixels of zero padding before the random 32x32 crop; 0 = off
     flip: bool = True                  # random horizontal flip
+    # strong augmentation after crop/flip, in this order (c100.data.policies, c100.data.mixing); every
+    # draw comes from a per-(seed, epoch) stream, so runs stay exact to resume and world-size free
+    augment_policy: str = "none"       # none | autoaugment (CIFAR-10 policy) | randaugment | trivialaugment
+    randaugment_n: int = 2             # RandAugment: ops per image
+    randaugment_m: int = 9             # RandAugment: magnitude bin, 0..30
+    cutout: int = 0                    # side in pixels of a square erased at a uniform centre; 0 = off
+    random_erasing: float = 0.0        # probability of erasing one box of 2-33% of the area; 0 = off
+    mixup_alpha: float = 0.0           # Mixup weight ~ Beta(a, a); 0 = off
+    cutmix_alpha: float = 0.0          # CutMix area ~ Beta(a, a); 0 = off; both on: 50/50 per image
+    mix_prob: float = 1.0              # probability that an image is mixed at all (when a mix is on)
     # --- optimisation
     epochs: int = 30
     batch_size: int = 128              # global: images per optimizer step, all ranks together
@@ -42,6 +56,13 @@ class TrainConfig:
     warmup_epochs: float = 0.0         # linear warm-up from 0 over this many epochs
     label_smoothing: float = 0.0
     grad_clip: float = 0.0             # max global gradient norm; 0 = off
+    sam_rho: float = 0.0               # SAM radius (L2 norm in weight space); 0 = plain step, >0 = 2 passes
+    ema_decay: float = 0.0             # EMA of weights: decay per optimizer step; 0 = off. Validation, test
+                                       # and `c100 eval` then use the EMA weights
+    ema_warmup: bool = False           # EMA decay min(ema_decay, (1 + t) / (10 + t)) at optimizer step t
+    drop_path: float = 0.0             # stochastic depth / ShakeDrop rate at the last block (0 = the model's
+                                       # default); only models whose builder takes one (see model_kwargs)
+    dropout: float = 0.0               # dropout rate, for models whose builder takes `dropout` (0 = default)
     # --- hardware
     device: str = "auto"               # auto | cpu | cuda
     amp: str = "auto"                  # auto = bf16 autocast on CUDA, none on CPU
@@ -134,3 +155,50 @@ def validate(c: TrainConfig):
     for name in ("seed", "split_seed"):  # torch and numpy generators take seeds in [0, 2**63)
         _check(0 <= getattr(c, name) < 2**63, f"{name} must be in [0, 2**63), got {getattr(c, name)}")
     _check(c.model != "", "model must be named")
+    _check(c.augment_policy in POLICIES, f"augment_policy must be one of {POLICIES}, got {c.augment_policy!r}")
+    _check(1 <= c.randaugment_n <= 10, f"randaugment_n must be in [1, 10], got {c.randaugment_n}")
+    _check(0 <= c.randaugment_m <= 30, f"randaugment_m must be a magnitude bin in [0, 30], got {c.randaugment_m}")
+    _check(0 <= c.cutout <= 32, f"cutout must be a side in pixels in [0, 32], got {c.cutout}")
+    _check(0 <= c.random_erasing <= 1, f"random_erasing must be a probability, got {c.random_erasing}")
+    for name in ("mixup_alpha", "cutmix_alpha"):
+        v = getattr(c, name)  # Beta(a, a) sampling degenerates for a vanishing a
+        _check(v == 0 or 0.01 <= v <= 100, f"{name} must be 0 (off) or in [0.01, 100], got {v}")
+    _check(0 <= c.mix_prob <= 1, f"mix_prob must be a probability, got {c.mix_prob}")
+    _check(0 <= c.sam_rho <= 10, f"sam_rho must be in [0, 10], got {c.sam_rho}")
+    _check(not (c.sam_rho > 0 and c.amp == "fp16"), "sam_rho needs amp bf16 or none: SAM with the fp16 "
+                                                    "gradient scaler is not supported")
+    _check(0 <= c.ema_decay < 1, f"ema_decay must be in [0, 1) (0 = off), got {c.ema_decay}")
+    _check(0 <= c.drop_path < 1, f"drop_path must be in [0, 1), got {c.drop_path}")
+    _check(0 <= c.dropout < 1, f"dropout must be in [0, 1), got {c.dropout}")
+    model_kwargs(c)
+
+
+def model_kwargs(c: TrainConfig) -> dict:
+    """Builder keywords for `c.drop_path` and `c.dropout` (empty when both are 0).
+
+    ConfigError for a model whose builder takes no such rate: a rate that silently does nothing
+    would make a run look regularised when it is not.
+    """
+    kwargs = {}
+    if c.drop_path <= 0 and c.dropout <= 0:
+        return kwargs
+    if c.model.startswith("timm/"):
+        if c.drop_path > 0:
+            kwargs["drop_path_rate"] = c.drop_path
+        if c.dropout > 0:
+            kwargs["drop_rate"] = c.dropout
+        return kwargs
+    import inspect
+
+    from c100.models import get_entry
+
+    accepted = inspect.signature(get_entry(c.model).builder).parameters
+    if c.drop_path > 0:
+        names = [k for k in DROP_PATH_KWARGS if k in accepted]
+        _check(names, f"model {c.model} has no stochastic depth or ShakeDrop (its builder takes none of "
+                      f"{', '.join(DROP_PATH_KWARGS)}); leave drop_path at 0")
+        kwargs[names[0]] = c.drop_path
+    if c.dropout > 0:
+        _check("dropout" in accepted, f"model {c.model} takes no dropout rate; leave dropout at 0")
+        kwargs["dropout"] = c.dropout
+    return kwargs

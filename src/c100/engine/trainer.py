@@ -29,13 +29,15 @@ import torch.nn.functional as F
 from c100 import __version__
 from c100.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from c100.data.cifar import load_meta, load_split, stratified_split
-from c100.data.loader import DeviceDataset, Normalizer, TrainBatches, steps_per_epoch
+from c100.data.loader import DeviceDataset, Normalizer, TrainBatches, steps_per_epoch, strong_augment
 from c100.distributed import (DistEnv, DistributedError, agree_max, all_gather_object, all_reduce_sum, barrier,
                               broadcast_buffers, broadcast_object, cleanup, comm_error_message, env_rank,
                               fault_point, init as dist_init, is_comm_error, rank_seed)
-from c100.engine.config import TrainConfig
+from c100.engine.config import TrainConfig, model_kwargs
+from c100.engine.ema import EMA
 from c100.engine.evaluate import evaluate
 from c100.engine.optim import build_optimizer, set_lr
+from c100.engine.sam import sam_step
 from c100.engine.schedule import lr_at
 from c100.errors import CheckpointError, ConfigError, NumericalError, ResourceError, RunFolderError
 from c100.models import create_model, get_entry
@@ -56,8 +58,14 @@ class TrainingInterrupted(Exception):
 
 
 # ----------------------------------------------------------------------------- the step
-def train_step(model, optimizer, x, y, loss_fn, autocast=nullcontext, grad_clip=0.0, scaler=None):
-    """One optimizer step on one batch; returns (loss, logits), detached, without a host sync."""
+def train_step(model, optimizer, x, y, loss_fn, autocast=nullcontext, grad_clip=0.0, scaler=None, sam_rho=0.0):
+    """One optimizer step on one batch; returns (loss, logits), detached, without a host sync.
+
+    ``y``: class indices, or soft targets (B, C) from Mixup/CutMix. ``sam_rho`` > 0: a SAM step
+    (c100.engine.sam; two forward-backward passes, no GradScaler).
+    """
+    if sam_rho:
+        return sam_step(model, optimizer, x, y, loss_fn, sam_rho, autocast, grad_clip)
     optimizer.zero_grad(set_to_none=True)
     with autocast():
         logits = model(x)
@@ -162,14 +170,14 @@ def measure_step_time(model, cfg, data, normalizer, loss_fn, autocast, device, n
         raise ConfigError(f"batch_size {cfg.batch_size} is larger than the {len(data.train)} training images")
     batches = (xy for e in itertools.count(10_000)  # as many epochs as the probe's steps need
                for xy in TrainBatches(data.train, cfg.batch_size, cfg.seed, e, rank=env.rank,
-                                      world_size=env.world_size))
+                                      world_size=env.world_size, strong=strong_augment(cfg)))
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         for i in range(n_warm + n_timed):
             if i == n_warm:
                 _sync(device)
                 t0 = time.perf_counter()
             x, y = next(batches)
-            train_step(probe, opt, normalizer(x), y, loss_fn, autocast)
+            train_step(probe, opt, normalizer(x), y, loss_fn, autocast, sam_rho=cfg.sam_rho)
         _sync(device)
     step_s = (time.perf_counter() - t0) / n_timed
     return max(all_gather_object(step_s, env))
@@ -230,12 +238,15 @@ class Run:
         self.autocast, self.amp = autocast_for(cfg, self.device)
         self.channels_last = cfg.channels_last  # NHWC is faster on the CPU too (3x for simplecnn here)
         self.normalizer = Normalizer.named(cfg.normalize, self.device, self.channels_last)
+        # cross_entropy takes class indices or soft targets (Mixup/CutMix) and smooths either
         self.loss_fn = partial(F.cross_entropy, label_smoothing=cfg.label_smoothing)
+        self.strong = strong_augment(cfg)
+        self.ema = None
         self.scaler = torch.amp.GradScaler("cuda") if self.amp == "fp16" else None
 
     def build_model(self):
         torch.manual_seed(self.cfg.seed)
-        model = create_model(self.cfg.model, num_classes=100)
+        model = create_model(self.cfg.model, num_classes=100, **model_kwargs(self.cfg))
         self.params, self.gflops = count_params(model), forward_gflops(model)
         if self.cfg.sync_bn and self.env.enabled:
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -243,12 +254,24 @@ class Run:
         if self.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.raw_model = model  # what is saved: never wrapped by DDP or compile
+        if self.cfg.ema_decay > 0:
+            self.ema = EMA(model, self.cfg.ema_decay, self.cfg.ema_warmup)
         if self.env.rank:
             # Every rank built the same initial weights above (and DDP copies rank 0's anyway); from
             # here each rank draws its own dropout masks, as a single process does for each image of
             # the global batch. Rank 0 keeps the single-process stream.
             torch.manual_seed(rank_seed(self.cfg.seed, self.env.rank))
         return model
+
+    @property
+    def eval_model(self):
+        """What validation, the final test and predictions use: the EMA weights when EMA is on."""
+        return self.ema.module if self.ema is not None else self.raw_model
+
+    def sync_buffers(self):
+        broadcast_buffers(self.raw_model, self.env)  # every rank evaluates the model rank 0 saves
+        if self.ema is not None:
+            broadcast_buffers(self.ema.module, self.env)
 
     def wrap_model(self, model):
         if self.cfg.compile and self.device.type == "cuda":
@@ -383,6 +406,11 @@ def _train(r: Run, ckpt, stop_at_epoch):
              "train_time_s": 0.0, "eval_time_s": 0.0, "partial": None}
     if ckpt is not None:
         r.raw_model.load_state_dict(ckpt["model"])
+        if r.ema is not None:
+            if ckpt.get("ema") is None:
+                raise CheckpointError(f"{r.dir.last} holds no EMA weights although its config has ema_decay "
+                                      f"{cfg.ema_decay}; the checkpoint is incomplete")
+            r.ema.load_state_dict(ckpt["ema"])
         optimizer.load_state_dict(ckpt["optimizer"])
         if r.scaler is not None and ckpt.get("scaler"):
             r.scaler.load_state_dict(ckpt["scaler"])
@@ -399,11 +427,11 @@ def _train(r: Run, ckpt, stop_at_epoch):
     with stop.installed():
         for epoch in range(state["epoch"], last_epoch):
             row = _train_epoch(r, train_model, optimizer, data, epoch, spe, state, stop)
-            broadcast_buffers(r.raw_model, r.env)  # every rank evaluates the model rank 0 saves
+            r.sync_buffers()  # every rank evaluates the model rank 0 saves
             t0 = time.perf_counter()
             is_last = epoch + 1 == cfg.epochs
             if data.val is not None and ((epoch + 1) % cfg.eval_every == 0 or is_last):
-                val, _ = evaluate(r.raw_model, data.val.images, data.val.labels, r.normalizer,
+                val, _ = evaluate(r.eval_model, data.val.images, data.val.labels, r.normalizer,
                                   cfg.eval_batch_size, "none", r.autocast, r.env)
                 row.update(val_loss=val["loss"], val_top1_err=val["top1_err"], val_top5_err=val["top5_err"])
             state["eval_time_s"] += time.perf_counter() - t0
@@ -440,7 +468,7 @@ def _train_epoch(r: Run, model, optimizer, data, epoch, spe, state, stop):
             sums += torch.tensor(state["partial"]["sums"], dtype=torch.float64, device=r.device)
         epoch_time = state["partial"]["time_s"]
     batches = TrainBatches(data.train, cfg.batch_size, cfg.seed, epoch, cfg.crop_padding, cfg.flip,
-                           r.env.rank, r.env.world_size, start_step=start)
+                           r.env.rank, r.env.world_size, start_step=start, strong=r.strong)
     if r.progress:
         from tqdm import tqdm
 
@@ -454,8 +482,11 @@ def _train_epoch(r: Run, model, optimizer, data, epoch, spe, state, stop):
             fault_point(r.env, gstep)
             set_lr(optimizer, lr_at(gstep, cfg, spe))
             loss, logits = train_step(model, optimizer, r.normalizer(x), y, r.loss_fn, r.autocast,
-                                      cfg.grad_clip, r.scaler)
-            sums += torch.stack([loss.double() * len(y), (logits.argmax(1) == y).sum().double(),
+                                      cfg.grad_clip, r.scaler, cfg.sam_rho)
+            if r.ema is not None:
+                r.ema.update(r.raw_model, gstep)
+            hard = y if y.ndim == 1 else y.argmax(1)  # mixed: each image's larger share of label
+            sums += torch.stack([loss.double() * len(y), (logits.argmax(1) == hard).sum().double(),
                                  torch.tensor(float(len(y)), dtype=torch.float64, device=r.device)])
             step += 1
             if step % NAN_CHECK_EVERY == 0:
@@ -467,7 +498,7 @@ def _train_epoch(r: Run, model, optimizer, data, epoch, spe, state, stop):
                     "sums": all_reduce_sum(sums.clone(), r.env).tolist(),
                     "time_s": epoch_time + time.perf_counter() - t0})
                 state["train_time_s"] += time.perf_counter() - t0
-                broadcast_buffers(r.raw_model, r.env)
+                r.sync_buffers()
                 _check_finite(torch.tensor(state["partial"]["sums"]), r, epoch, step)
                 _save(r, optimizer, state, best=False)
                 raise TrainingInterrupted(r.dir.path, signum)
@@ -524,6 +555,7 @@ def _save(r: Run, optimizer, state, best):
     if not r.env.is_main:
         return
     ckpt = {"config": r.cfg.to_dict(), "model": r.raw_model.state_dict(), "optimizer": optimizer.state_dict(),
+            "ema": r.ema.state_dict() if r.ema is not None else None,
             "scaler": r.scaler.state_dict() if r.scaler is not None else None, "rng": rng_state(),
             "world_size": r.env.world_size, "rng_ranks": rngs, **state}
     try:
@@ -561,9 +593,9 @@ def _finish(r: Run, data, state):
     t0 = time.perf_counter()
     val = None
     if data.val is not None:
-        val, _ = evaluate(r.raw_model, data.val.images, data.val.labels, r.normalizer, cfg.eval_batch_size,
+        val, _ = evaluate(r.eval_model, data.val.images, data.val.labels, r.normalizer, cfg.eval_batch_size,
                           cfg.tta, r.autocast, r.env)
-    test, logits = evaluate(r.raw_model, data.test.images, data.test.labels, r.normalizer,
+    test, logits = evaluate(r.eval_model, data.test.images, data.test.labels, r.normalizer,
                             cfg.eval_batch_size, cfg.tta, r.autocast, r.env)
     test["tta"] = cfg.tta
     state["eval_time_s"] += time.perf_counter() - t0
