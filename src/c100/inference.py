@@ -364,10 +364,19 @@ def _is_safetensors(path):
     return len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < (1 << 28)
 
 
-def build_model(name, state_dict, where):
+def build_model(name, state_dict, where, config=None):
+    """The model with its weights; ``config`` (a TrainConfig dict) supplies builder options such as
+    ShakeDrop's rate, which change the model's output at evaluation."""
+    from c100.engine.config import TrainConfig, model_kwargs
     from c100.models import create_model
 
-    model = create_model(name, num_classes=100)
+    kwargs = {}
+    if config:
+        try:
+            kwargs = model_kwargs(TrainConfig.from_dict(config))
+        except C100Error as e:
+            raise CheckpointError(f"{where}: its config is not valid here ({e})") from e
+    model = create_model(name, num_classes=100, **kwargs)
     try:
         model.load_state_dict(state_dict)
     except (RuntimeError, KeyError, ValueError) as e:
@@ -401,7 +410,7 @@ def load_checkpoint_model(path, device="cpu", data_root=None) -> LoadedModel:
     except C100Error as e:
         raise CheckpointError(f"{path}: its config is not valid here ({e})") from e
     use_ema = bool(ckpt.get("ema"))
-    model = build_model(cfg.model, ckpt["ema"] if use_ema else ckpt["model"], path)
+    model = build_model(cfg.model, ckpt["ema"] if use_ema else ckpt["model"], path, ckpt["config"])
     test = _run_summary(path, ckpt) or {}
     names = class_names(data_root)
     metadata = {"model": cfg.model, "recipe": cfg.recipe, "normalize": cfg.normalize, "num_classes": 100,
@@ -504,5 +513,5 @@ def load_weights(path, device="cpu") -> LoadedModel:
     md, names = _parse_metadata(raw, path)
     if md["num_classes"] != 100:
         raise CheckpointError(f"{path}: {md['num_classes']} classes; c100 models have 100")
-    model = build_model(md["model"], state, path)
+    model = build_model(md["model"], state, path, md.get("config"))
     return LoadedModel(model, md, names, device)
