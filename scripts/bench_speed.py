@@ -117,12 +117,16 @@ def main():
     ap.add_argument("--epochs-override", type=int, default=0, help="for a quick CPU check only")
     ap.add_argument("--verify", choices=("full", "structure"))
     ap.add_argument("--out", required=True)
+    ap.add_argument("--baseline-last", action="store_true",
+                    help="time c100 first, then the baseline (the conservative order on a machine whose load falls)")
     ap.add_argument("extra", nargs="*", help="extra `c100 train` options after --")
     args = ap.parse_args()
     Path(args.out).mkdir(parents=True, exist_ok=True)
 
-    base = {m: run_baseline(args, m) for m in args.baseline_models}
+    base = {} if args.baseline_last else {m: run_baseline(args, m) for m in args.baseline_models}
     runs = [run_c100(args, m, s) for m in args.models for s in range(args.seeds if m == "resnet18" else 1)]
+    if args.baseline_last:
+        base = {m: run_baseline(args, m) for m in args.baseline_models}
     evals = {r["model"]: time_eval(r["run_dir"], args.root, args.verify) for r in runs if r["seed"] == 0}
     result = {"baseline": base, "c100": runs, "eval": evals}
     (Path(args.out) / "speed.json").write_text(json.dumps(result, indent=1))
