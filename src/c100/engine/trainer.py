@@ -236,7 +236,7 @@ class Run:
         self.progress = self.progress and self.env.is_main
         self.data_root, self.verify = data_root, verify
         self.autocast, self.amp = autocast_for(cfg, self.device)
-        self.channels_last = cfg.channels_last  # NHWC is faster on the CPU too (3x for simplecnn here)
+        self.channels_last = cfg.channels_last  # NHWC on the CPU too: ~1.13x for simplecnn on 2 cores
         self.normalizer = Normalizer.named(cfg.normalize, self.device, self.channels_last)
         # cross_entropy takes class indices or soft targets (Mixup/CutMix) and smooths either
         self.loss_fn = partial(F.cross_entropy, label_smoothing=cfg.label_smoothing)
