@@ -196,3 +196,37 @@ def test_duplicate_registration_raises():
 def test_unknown_model_suggests_close_names():
     with pytest.raises(UnknownNameError, match="resnet18"):
         create_model("resnet19")
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_simplecnn_pool_before_relu_equals_the_seeds_order_bitwise(channels_last):
+    """simplecnn runs relu(pool(conv)) for speed; outputs and every gradient must equal the seed's
+    pool(relu(conv)) exactly, including windows whose maximum is tied, zero or negative."""
+    torch.manual_seed(0)
+    model = create_model("simplecnn")
+
+    def seed_forward(m, x):  # the seed tutorial's forward, literally
+        x = m.pool(F.relu(m.conv1(x)))
+        x = m.pool(F.relu(m.conv2(x)))
+        return m.fc2(F.relu(m.fc1(x.flatten(1))))
+
+    with torch.no_grad():  # integer weights and pixels: conv outputs are integers, so many window
+        for conv in (model.conv1, model.conv2):  # maxima are tied, zero or negative
+            conv.weight.copy_(torch.randint(-1, 2, conv.weight.shape))
+            conv.bias.zero_()
+    x = torch.randint(-2, 3, (16, 3, 32, 32)).float()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+    x = x.contiguous(memory_format=fmt)
+    y = torch.randint(0, 100, (16,))
+    outs, grads = [], []
+    for forward in (seed_forward, lambda m, x: m(x)):
+        model.zero_grad(set_to_none=True)
+        inp = x.clone().requires_grad_()
+        out = forward(model, inp)
+        F.cross_entropy(out, y).backward()
+        outs.append(out.detach())
+        grads.append([inp.grad] + [p.grad.clone() for p in model.parameters()])
+    assert torch.equal(outs[0], outs[1])
+    for g_seed, g_ours in zip(*grads):
+        assert torch.equal(g_seed, g_ours)
