@@ -113,17 +113,20 @@ def test_stratified_split_is_balanced_and_fixed():
     assert not (cifar.stratified_split(labels, 1000, seed=1)[1] == val).all()
 
 
-def test_crop_flip_matches_torchvision():
+@pytest.mark.parametrize("pad,flip", [(4, True), (2, True), (0, True), (4, False), (0, False)])
+def test_crop_flip_matches_torchvision(pad, flip):
     from torchvision.transforms.v2 import functional as TF
 
-    x = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
-    d = draw_epoch(16, seed=3, epoch=0, pad=4, flip=True)
-    out = crop_flip(x, d.offsets, d.flips, 4)
-    for i in range(16):
-        ref = TF.crop(TF.pad(x[i], [4]), int(d.offsets[i, 0]), int(d.offsets[i, 1]), 32, 32)
+    x = torch.randint(0, 256, (32, 3, 32, 32), dtype=torch.uint8)
+    d = draw_epoch(32, seed=3, epoch=0, pad=pad, flip=flip)
+    out = crop_flip(x, d.offsets, d.flips, pad)
+    for i in range(32):
+        ref = TF.crop(TF.pad(x[i], [pad]), int(d.offsets[i, 0]), int(d.offsets[i, 1]), 32, 32)
         ref = TF.horizontal_flip(ref) if d.flips[i] else ref
         assert torch.equal(out[i], ref)
-    assert out.dtype == torch.uint8 and d.flips.any() and not d.flips.all()
+    assert out.dtype == torch.uint8 and out.shape == x.shape
+    assert (d.flips.any() and not d.flips.all()) if flip else not d.flips.any()
+    assert len(set(map(tuple, d.offsets.tolist()))) > 1 if pad else not d.offsets.any()
 
 
 def test_batches_are_deterministic_and_ranks_partition_the_global_batch():
