@@ -13,7 +13,8 @@ On the CPU (what this machine can show: the simple CNN's epoch time against the 
 What each time includes is printed beside it: `wall` is the whole `c100 train` command (process
 start, data load and verification, torch.compile, every epoch, validation and the final test
 pass); `train` is the training steps only; per-epoch times exclude the first epoch (compile and
-warm-up). The baseline's epoch time is its second epoch's `train_s` (its first includes start-up).
+warm-up). The baseline's epoch time is the median `train_s` of its epochs after the first (which
+includes start-up); c100's the median `epoch_time_s` of its epochs after the first.
 """
 import argparse
 import json
@@ -39,13 +40,18 @@ def sh(cmd, env=None):
     return p.stdout, wall
 
 
+SEED_TRAIN_IMAGES = 50_000  # the seed pipeline trains on the whole training set
+
+
 def run_baseline(args, model):
     out, _ = sh([sys.executable, args.seed_baseline, "--root", args.root, "--model", model,
                  "--epochs", str(args.baseline_epochs), "--workers", str(args.workers)])
     rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     steady = rows[1:] or rows
-    return {"model": model, "epoch_s": statistics.mean(r["train_s"] for r in steady),
-            "test_s": statistics.mean(r["test_s"] for r in steady), "rows": rows}
+    epoch_s = statistics.median(r["train_s"] for r in steady)
+    return {"model": model, "epoch_s": epoch_s, "images_per_s": SEED_TRAIN_IMAGES / epoch_s,
+            "epochs_s": [r["train_s"] for r in rows],
+            "test_s": statistics.median(r["test_s"] for r in steady), "rows": rows}
 
 
 def run_c100(args, model, seed):
@@ -65,6 +71,7 @@ def run_c100(args, model, seed):
     flops_epoch = 3 * summary["gflops"] * 1e9 * n_img  # forward + backward = 3 forward passes
     return {"model": model, "seed": seed, "wall_s": wall, "train_s": summary["train_time_s"],
             "first_epoch_s": metrics[0]["epoch_time_s"], "epoch_s": epoch_s,
+            "epochs_s": [m["epoch_time_s"] for m in metrics],
             "images_per_s": n_img / epoch_s, "mfu": flops_epoch / epoch_s / H100_BF16_FLOPS,
             "test_top1_err": summary["test"]["top1_err"], "test_top5_err": summary["test"]["top5_err"],
             "epochs": summary["epochs"], "device": summary["device"], "run_dir": str(run_dir)}
@@ -142,6 +149,14 @@ def main():
               f"{b['epoch_s']:.2f} | {ratio} |" if b else
               f"| {r['model']} | {r['seed']} | {r['wall_s']:.1f} | {r['first_epoch_s']:.2f} | {r['epoch_s']:.3f} | "
               f"{r['images_per_s']:.0f} | {100 * r['mfu']:.1f}% | {r['test_top1_err']:.2f} | {r['test_top5_err']:.2f} | - | - |")
+    for r in runs:
+        b = base.get(r["model"])
+        if b and r["seed"] == 0:
+            print(f"{r['model']}: epoch s, c100 {r['epochs_s']} (median after the first {r['epoch_s']:.2f}) vs "
+                  f"baseline {b['epochs_s']} (median after the first {b['epoch_s']:.2f}): "
+                  f"{b['epoch_s'] / r['epoch_s']:.2f}x per epoch, "
+                  f"{r['images_per_s'] / b['images_per_s']:.2f}x per image "
+                  f"({r['images_per_s']:.0f} vs {b['images_per_s']:.0f} img/s)")
     for m, e in evals.items():
         print(f"eval {m}: {e['eval_s']:.3f} s for {e['n']} test images (tta {e['tta']}, after warm-up)")
     r18 = [r for r in runs if r["model"] == "resnet18"]

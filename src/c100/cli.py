@@ -15,6 +15,7 @@ import importlib
 import sys
 
 from c100 import __version__
+from c100.cpu_alloc import tune_cpu_allocator
 from c100.errors import C100Error
 
 # Each module in c100.commands provides add_parser(subparsers) and run(args) -> exit code.
@@ -45,6 +46,7 @@ def main(argv=None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    tune_cpu_allocator()  # c100's own process: see c100.cpu_alloc
     try:
         return int(args.func(args) or 0)
     except C100Error as e:

@@ -36,6 +36,7 @@ from c100.distributed import (DistEnv, DistributedError, agree_max, all_gather_o
 from c100.engine.config import TrainConfig, model_kwargs
 from c100.engine.ema import EMA
 from c100.engine.evaluate import evaluate
+from c100.cpu_alloc import allocator_state, tune_cpu_allocator
 from c100.engine.optim import build_optimizer, set_lr
 from c100.engine.sam import sam_step
 from c100.engine.schedule import lr_at
@@ -220,6 +221,8 @@ class Run:
         self.device = resolve_device(cfg, DistEnv())
         self.env = dist_init(self.device.type)
         self.device = resolve_device(cfg, self.env)
+        if self.device.type == "cpu":
+            tune_cpu_allocator()  # reuse freed activations instead of page-faulting them in each step
         if cfg.batch_size % self.env.world_size:
             cleanup(self.env, ok=True)
             raise ConfigError(f"the global batch size {cfg.batch_size} is not divisible by the world size "
@@ -609,6 +612,7 @@ def _finish(r: Run, data, state):
         "wall_time_s": round(time.perf_counter() - r.t_start, 3),
         "images_per_s": round(images / max(state["train_time_s"], 1e-9), 1),
         "device": device_name(r.device), "world_size": r.env.world_size, "amp": r.amp,
+        "cpu_allocator": allocator_state(),
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "torchvision": _tv_version(), "cuda": torch.version.cuda if r.device.type == "cuda" else None},
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
