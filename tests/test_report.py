@@ -283,8 +283,28 @@ def test_bad_arguments_and_duplicates(tmp_path, capsys):
                "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert rc == 11
-    assert "same model, recipe and seed" in err and f"{tmp_path / 'b' / 'm-r-s0' / 'summary.json'}" in err
+    assert "same model, recipe, config and seed" in err and f"{tmp_path / 'b' / 'm-r-s0' / 'summary.json'}" in err
     assert f"{tmp_path / 'empty'}: no run folders found" in err and f"{tmp_path / 'nope'}: no such folder" in err
+
+
+def test_runs_with_different_configs_are_variants_not_duplicates(tmp_path):
+    from c100.report.runs import collect
+
+    a = make_run(tmp_path / "a", "m", "fast", 0, 50.0, 20.0, epochs=3)
+    b = make_run(tmp_path / "b", "m", "fast", 0, 45.0, 18.0, epochs=4)
+    c = make_run(tmp_path / "c", "m", "fast", 1, 46.0, 19.0, epochs=4)
+    for d, notes in ((a, "first"), (b, "second"), (c, "third")):  # fields that do not make a variant
+        cfg = json.loads((d / "config.json").read_text())
+        (d / "config.json").write_text(json.dumps({**cfg, "notes": notes, "threads": 2, "device": "cpu"}))
+    runs, problems = collect([tmp_path / "a", tmp_path / "b", tmp_path / "c"])
+    assert problems == []
+    assert sorted((r.key, r.seed) for r in runs) == [(("m", "fast [epochs=3]"), 0), (("m", "fast [epochs=4]"), 0),
+                                                       (("m", "fast [epochs=4]"), 1)]
+    out = tmp_path / "o"
+    assert main(["report", str(tmp_path / "a"), str(tmp_path / "b"), str(tmp_path / "c"), "--out", str(out)]) == 0
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert {(r["recipe"], r["n_seeds"]) for r in rows} == {("fast [epochs=3]", 1), ("fast [epochs=4]", 2)}
+    assert "fast [epochs=4]" in (out / "results.md").read_text(encoding="utf-8")
 
 
 def test_nothing_usable_is_an_error(tmp_path, capsys):

@@ -14,6 +14,10 @@ from pathlib import Path
 import numpy as np
 
 RUN_FILES = ("summary.json", "config.json", "metrics.jsonl", "predictions.npz")
+# config.json fields that do not tell two trainings apart: the seed (rows average over it) and how
+# the run was executed or labelled rather than what it trained
+NOT_VARIANT = {"model", "recipe", "seed", "device", "threads", "eval_batch_size", "eval_every", "notes",
+               "c100_version", "data_root"}
 SKIP_DIRS = {"checkpoints", "tb"}
 NUMBER = (int, float)
 SUMMARY_KEYS = {"status": str, "model": str, "recipe": str, "seed": int, "params": int, "gflops": NUMBER,
@@ -37,10 +41,12 @@ class Run:
     config: dict = field(default_factory=dict)
     metrics: list = field(default_factory=list)
     predictions: Path | None = None  # set only when predictions.npz passed validation
+    variant: str = ""  # the config values that set this run apart from others of its model and recipe
 
     @property
     def key(self):
-        return (self.summary["model"], self.summary["recipe"])
+        recipe = self.summary["recipe"]
+        return (self.summary["model"], f"{recipe} [{self.variant}]" if self.variant else recipe)
 
     @property
     def seed(self):
@@ -209,9 +215,32 @@ def read_run(d: Path, problems):
     return Run(d, summary, config, metrics, preds)
 
 
+def _signature(config):
+    return {k: v for k, v in config.items() if k not in NOT_VARIANT}
+
+
+def label_variants(runs):
+    """Set ``variant`` on runs of one model and recipe whose configs differ (``--epochs 40`` against the
+    recipe's 20, say): each gets the differing values, e.g. "epochs=40", so the tables keep them apart
+    instead of averaging them as seeds or dropping one as a duplicate. Runs without a config.json keep
+    the plain label (a problem already says their config is missing)."""
+    groups = {}
+    for r in runs:
+        if r.config:
+            groups.setdefault((r.summary["model"], r.summary["recipe"]), []).append(r)
+    for group in groups.values():
+        sigs = [_signature(r.config) for r in group]
+        keys = sorted({k for s in sigs for k in s})
+        differ = [k for k in keys if len({json.dumps(s.get(k), sort_keys=True) for s in sigs}) > 1]
+        for r, sig in zip(group, sigs):
+            r.variant = ", ".join(f"{k}={json.dumps(sig.get(k))}" for k in differ)
+
+
 def collect(paths):
-    """(runs, problems) from any mix of run folders and suites; duplicates are left out with a problem."""
-    runs, problems, seen_dirs, seen_keys = [], [], set(), {}
+    """(runs, problems) from any mix of run folders and suites. Runs of one model and recipe with
+    different configs are labelled as variants; true duplicates (same model, recipe, config and seed)
+    are left out with a problem."""
+    found, problems, seen_dirs = [], [], set()
     for arg in map(Path, paths):
         if not arg.is_dir():
             problems.append(Problem(arg, "no such folder" if not arg.exists() else "not a folder"))
@@ -224,13 +253,16 @@ def collect(paths):
                 continue
             seen_dirs.add(d.resolve())
             run = read_run(d, problems)
-            if run is None:
-                continue
-            ident = run.key + (run.seed,)
-            if ident in seen_keys:
-                problems.append(Problem(d / "summary.json", f"same model, recipe and seed as {seen_keys[ident]}; "
-                                                            "duplicate left out"))
-                continue
-            seen_keys[ident] = d
-            runs.append(run)
+            if run is not None:
+                found.append(run)
+    label_variants(found)
+    runs, seen_keys = [], {}
+    for run in found:
+        ident = run.key + (run.seed,)
+        if ident in seen_keys:
+            problems.append(Problem(run.path / "summary.json",
+                                    f"same model, recipe, config and seed as {seen_keys[ident]}; duplicate left out"))
+            continue
+        seen_keys[ident] = run.path
+        runs.append(run)
     return runs, problems

@@ -57,7 +57,7 @@ def build_rows(runs):
 
 def run_record(run):
     s = run.summary
-    return {"path": str(run.path), "model": s["model"], "recipe": s["recipe"], "seed": s["seed"],
+    return {"path": str(run.path), "model": s["model"], "recipe": run.key[1], "seed": s["seed"],
             "test_top1_err": s["test"]["top1_err"], "test_top5_err": s["test"]["top5_err"],
             "val_top1_err": run.val_top1, "params": s["params"], "gflops": s["gflops"],
             "train_time_s": s["train_time_s"], "images_per_s": s["images_per_s"], "device": s["device"]}
