@@ -9,7 +9,8 @@ initialised weights (speed does not depend on their values), eval mode, torch.in
 float32. Image decoding and resizing are not included. Per (model, batch): warm-up passes, then
 ``--runs`` timed repetitions of ``--iters`` passes each (at least ``--min-time`` seconds); the
 median repetition is reported. The load average before and after is recorded: other work on the
-machine slows the numbers down.
+machine slows the numbers down. The CPU allocator is set as in the ``c100`` command (c100.cpu_alloc;
+``C100_CPU_MALLOC=0`` measures without it), and the JSON records which was in effect.
 """
 import argparse
 import json
@@ -26,6 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from c100 import __version__, create_model  # noqa: E402
+from c100.cpu_alloc import allocator_state, tune_cpu_allocator  # noqa: E402
 
 
 def time_forward(model, batch, runs, min_time, warmup):
@@ -61,6 +63,7 @@ def main(argv=None):
                     help="torch thread counts to measure, each in turn (0: torch's default)")
     ap.add_argument("--out", help="also write the JSON here")
     args = ap.parse_args(argv)
+    tune_cpu_allocator()  # what `c100 predict` runs with
     default_threads = torch.get_num_threads()
     load_before = os.getloadavg()
     rows = []
@@ -76,7 +79,7 @@ def main(argv=None):
     finally:
         torch.set_num_threads(default_threads)
     result = {"c100_version": __version__, "torch": torch.__version__, "default_threads": default_threads,
-              "cpu": cpu_name(), "cpu_count": os.cpu_count(),
+              "cpu": cpu_name(), "cpu_count": os.cpu_count(), "cpu_allocator": allocator_state(),
               "load_avg_before": [round(v, 2) for v in load_before],
               "load_avg_after": [round(v, 2) for v in os.getloadavg()],
               "what": "forward pass only, float32 NCHW, eval + inference_mode, random weights; median of runs",
@@ -101,7 +104,8 @@ def cpu_name():
 
 def markdown(result):
     lines = [f"CPU inference ({result['cpu']}, {result['cpu_count']} cores), torch {result['torch']}, load average "
-             f"{result['load_avg_before'][0]} before / {result['load_avg_after'][0]} after (1 min)", "",
+             f"{result['load_avg_before'][0]} before / {result['load_avg_after'][0]} after (1 min), "
+             f"allocator {result.get('cpu_allocator', 'default')}", "",
              "| model | batch | threads | images/s (median) | min-max | ms/batch |",
              "|---|---:|---:|---:|---:|---:|"]
     for r in result["results"]:
