@@ -34,6 +34,7 @@ from c100.distributed import (DistEnv, DistributedError, agree_max, all_gather_o
                               broadcast_buffers, broadcast_object, cleanup, comm_error_message, env_rank,
                               fault_point, init as dist_init, is_comm_error, rank_seed)
 from c100.engine.config import TrainConfig, model_kwargs
+from c100.engine.device import autocast_for as _autocast_for, device_kind, device_name, resolve_amp, sync as _sync
 from c100.engine.ema import EMA
 from c100.engine.evaluate import evaluate
 from c100.cpu_alloc import allocator_state, tune_cpu_allocator
@@ -88,24 +89,12 @@ def train_step(model, optimizer, x, y, loss_fn, autocast=nullcontext, grad_clip=
 
 # ----------------------------------------------------------------------------- hardware
 def resolve_device(cfg, env: DistEnv) -> torch.device:
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda was asked for but no CUDA device is available")
-    kind = "cuda" if cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available()) else "cpu"
-    return torch.device(f"cuda:{env.local_rank}" if kind == "cuda" else "cpu")
+    return device_kind(cfg.device, env.local_rank)
 
 
 def autocast_for(cfg, device):
-    amp = cfg.amp if cfg.amp != "auto" else ("bf16" if device.type == "cuda" else "none")
-    if amp == "none":
-        return nullcontext, amp
-    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-    return partial(torch.autocast, device_type=device.type, dtype=dtype), amp
-
-
-def device_name(device):
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    return f"cpu ({torch.get_num_threads()} threads, {platform.machine()})"
+    """(autocast context factory, resolved amp) for ``cfg.amp`` on ``device`` (c100.engine.device)."""
+    return _autocast_for(cfg.amp, device)
 
 
 # ----------------------------------------------------------------------------- data
@@ -182,11 +171,6 @@ def measure_step_time(model, cfg, data, normalizer, loss_fn, autocast, device, n
         _sync(device)
     step_s = (time.perf_counter() - t0) / n_timed
     return max(all_gather_object(step_s, env))
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 # ----------------------------------------------------------------------------- signals
@@ -297,11 +281,15 @@ def _check_resume_config(saved: TrainConfig, given: TrainConfig | None):
 
 
 def run(cfg: TrainConfig | None, run_dir, data_root=None, verify="full", resume=False,
-        stop_at_epoch=None, progress=None, log=print) -> dict:
+        stop_at_epoch=None, progress=None, log=print, on_epoch=None, test=True) -> dict:
     """Train (or resume) one run into ``run_dir``; return its summary dict.
 
     ``stop_at_epoch``: stop cleanly after that many epochs with a checkpoint (the schedule still
     spans ``cfg.epochs``), as a pre-empted job would; ``--resume`` continues it.
+    ``on_epoch(row)``: called with each metrics.jsonl row once it and its checkpoint are written; an
+    exception it raises stops the run there (c100 tune prunes trials this way).
+    ``test=False``: the run never touches the test set (summary "test" is null, no predictions.npz),
+    as tuning trials must not; c100 tune evaluates its best trial's test error once, afterwards.
     """
     from c100.data.cifar import resolve_root
 
@@ -323,14 +311,18 @@ def run(cfg: TrainConfig | None, run_dir, data_root=None, verify="full", resume=
         raise ConfigError("no config given")
     else:
         get_entry(cfg.model) if not cfg.model.startswith("timm/") else None
+        # config.json records the precision actually used ("auto" resolved for this machine)
+        cfg = cfg.replace(amp=resolve_amp(cfg.amp, device_kind(cfg.device, DistEnv().local_rank)))
         rd.check_fresh_start(cfg.to_dict())
     r = Run(cfg, run_dir, data_root, verify, progress, log)
     try:
-        summary = _train(r, ckpt, stop_at_epoch)
+        summary = _train(r, ckpt, stop_at_epoch, on_epoch, test)
     except TrainingInterrupted:
+        r.dir.close()  # in-process callers (c100 tune) go on: no TensorBoard writer left open
         cleanup(r.env, ok=True)  # every rank agreed to stop at the same step; rank 0 has saved
         raise
     except BaseException as e:
+        r.dir.close()
         cleanup(r.env, ok=False)  # the peers may be gone: no barrier
         if r.env.enabled and is_comm_error(e):
             raise DistributedError(comm_error_message(e, r.env, r.dir.last)) from e
@@ -384,7 +376,7 @@ def resume_config(run_dir, ckpt=None) -> TrainConfig:
         raise RunFolderError(f"{source} does not hold a valid config ({e})") from e
 
 
-def _train(r: Run, ckpt, stop_at_epoch):
+def _train(r: Run, ckpt, stop_at_epoch, on_epoch=None, test=True):
     cfg = r.cfg
     data = load_data(cfg, r.data_root, r.verify, r.device)
     model = r.build_model()
@@ -449,6 +441,8 @@ def _train(r: Run, ckpt, stop_at_epoch):
             r.dir.write_metrics(state["metrics"])
             r.dir.log_scalars(row)
             r.log(_epoch_line(row, cfg.epochs))
+            if on_epoch is not None:
+                on_epoch(dict(row))
             signum = agree_max(stop.signum or 0, r.env, r.device)  # a signal seen by any rank stops all
             if signum and state["epoch"] < cfg.epochs:
                 raise TrainingInterrupted(r.dir.path, signum)
@@ -456,7 +450,7 @@ def _train(r: Run, ckpt, stop_at_epoch):
         r.log(f"stopped after epoch {state['epoch']} of {cfg.epochs}; continue with: c100 train --resume {r.dir.path}")
         r.dir.close()
         return {"status": "stopped", "epoch": state["epoch"], "run_dir": str(r.dir.path)}
-    summary = _finish(r, data, state)
+    summary = _finish(r, data, state, test)
     return summary
 
 
@@ -591,16 +585,18 @@ def _epoch_line(row, epochs):
             f"err {row['train_top1_err']:.2f}%{val} | {row['epoch_time_s']:.1f}s, {row['images_per_s']:.0f} img/s")
 
 
-def _finish(r: Run, data, state):
+def _finish(r: Run, data, state, with_test=True):
     cfg = r.cfg
     t0 = time.perf_counter()
     val = None
     if data.val is not None:
         val, _ = evaluate(r.eval_model, data.val.images, data.val.labels, r.normalizer, cfg.eval_batch_size,
                           cfg.tta, r.autocast, r.env)
-    test, logits = evaluate(r.eval_model, data.test.images, data.test.labels, r.normalizer,
-                            cfg.eval_batch_size, cfg.tta, r.autocast, r.env)
-    test["tta"] = cfg.tta
+    test, logits = None, None
+    if with_test:
+        test, logits = evaluate(r.eval_model, data.test.images, data.test.labels, r.normalizer,
+                                cfg.eval_batch_size, cfg.tta, r.autocast, r.env)
+        test["tta"] = cfg.tta
     state["eval_time_s"] += time.perf_counter() - t0
     images = sum(m["images_per_s"] * m["epoch_time_s"] for m in state["metrics"])
     summary = {
@@ -617,13 +613,18 @@ def _finish(r: Run, data, state):
                      "torchvision": _tv_version(), "cuda": torch.version.cuda if r.device.type == "cuda" else None},
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    r.dir.write_predictions(logits.cpu().numpy(), data.test.labels.cpu().numpy(), data.test_coarse)
+    if logits is not None:
+        r.dir.write_predictions(logits.cpu().numpy(), data.test.labels.cpu().numpy(), data.test_coarse)
     r.dir.write_summary(summary)
     hp = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in cfg.to_dict().items()}
-    r.dir.close(hp, {"hparam/test_top1_err": test["top1_err"], "hparam/test_top5_err": test["top5_err"]})
+    final = ({"hparam/test_top1_err": test["top1_err"], "hparam/test_top5_err": test["top5_err"]} if test
+             else {"hparam/val_top1_err": val["top1_err"]} if val else {})
+    r.dir.close(hp, final)
     barrier(r.env)
     v = f"val {val['top1_err']:.2f}% / {val['top5_err']:.2f}%, " if val else ""
-    r.log(f"done: {v}test top-1 err {test['top1_err']:.2f}%, top-5 err {test['top5_err']:.2f}% "
+    t = (f"test top-1 err {test['top1_err']:.2f}%, top-5 err {test['top5_err']:.2f}% " if test
+         else "test set not evaluated ")
+    r.log(f"done: {v}{t}"
           f"(tta {cfg.tta}); train {summary['train_time_s']:.1f}s, {summary['images_per_s']:.0f} img/s -> {r.dir.path}")
     return summary
 

@@ -1,0 +1,72 @@
+"""The device a run trains on and the precision it computes in: one home for both choices.
+
+``amp="auto"`` means bf16 autocast where the hardware has bf16 arithmetic units and fp32 elsewhere:
+on CUDA, and on CPUs whose flags list ``avx512_bf16`` or ``amx_bf16``. Measured on the project's
+2-core AMD EPYC (Zen 4, avx512_bf16; docs/BENCHMARKS.md section 3), a training step at bf16
+autocast against fp32, channels_last, same batch: resnet18 batch 128 ~100 vs ~55 img/s, simplecnn
+batch 256 ~4,100 vs ~2,400 img/s. A CPU without those units runs bf16 through slow emulation (an
+earlier machine measured 15x slower), so there ``auto`` stays fp32. The resolved value is written
+into the run's config.json (``amp`` is never "auto" there), so a resumed run computes as it began.
+"""
+import platform
+from contextlib import nullcontext
+from functools import lru_cache, partial
+
+import torch
+
+from c100.errors import ConfigError
+
+NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+@lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU has bf16 multiply units (Linux: read from /proc/cpuinfo's flags)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return any(flag in flags for flag in NATIVE_BF16_FLAGS)
+    except OSError:
+        pass
+    return False
+
+
+def device_kind(cfg_device: str, env_local_rank: int = 0) -> torch.device:
+    """``auto`` | ``cpu`` | ``cuda`` -> the torch device this process trains on."""
+    if cfg_device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("--device cuda was asked for but no CUDA device is available")
+    cuda = cfg_device == "cuda" or (cfg_device == "auto" and torch.cuda.is_available())
+    return torch.device(f"cuda:{env_local_rank}" if cuda else "cpu")
+
+
+def resolve_amp(amp: str, device: torch.device) -> str:
+    """The concrete precision for a config's ``amp`` on ``device``: bf16 | fp16 | none."""
+    if amp != "auto":
+        return amp
+    if device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16()):
+        return "bf16"
+    return "none"
+
+
+def autocast_for(amp: str, device: torch.device):
+    """(context factory, resolved amp) for a config's ``amp`` on ``device``."""
+    amp = resolve_amp(amp, device)
+    if amp == "none":
+        return nullcontext, amp
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return partial(torch.autocast, device_type=device.type, dtype=dtype), amp
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    bf16 = ", bf16 units" if cpu_has_native_bf16() else ""
+    return f"cpu ({torch.get_num_threads()} threads, {platform.machine()}{bf16})"
+
+
+def sync(device: torch.device):
+    """Wait for the device's queued work (for timing); a no-op on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
