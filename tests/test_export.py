@@ -130,3 +130,73 @@ def test_bench_inference_script_runs(tmp_path, capsys):
     doc = json.loads(out.read_text())
     assert [(r["batch"], r["threads"]) for r in doc["results"]] == [(1, 1), (4, 1)]
     assert doc["results"][0]["images_per_s"] > 0
+
+
+# ----------------------------------------------------------------------------- files that are not checkpoints
+def test_exports_and_other_files_given_to_predict_or_eval_are_named_and_never_get_torchs_advice(
+        run_dir, tmp_path, capsys):
+    """Issue 15, item 8: a TorchScript export was 'truncated or corrupt', an ONNX export or a text file was
+    'refused: names code', and all three repeated torch's advice to load with weights_only=False."""
+    export(capsys, run_dir, "torchscript", tmp_path / "m.torchscript.pt")
+    export(capsys, run_dir, "onnx", tmp_path / "m.onnx")
+    (tmp_path / "notes.txt").write_text("a note, not a model\n")
+    with warnings.catch_warnings():  # torch.jit is deprecated, and still what others' files are
+        warnings.simplefilter("ignore", FutureWarning)
+        torch.jit.save(torch.jit.script(torch.nn.Linear(2, 2)), str(tmp_path / "other.torchscript.pt"))
+    import zipfile
+    with zipfile.ZipFile(tmp_path / "photos.zip", "w") as z:
+        z.writestr("a.txt", "x")
+    (tmp_path / "random.bin").write_bytes(np.random.default_rng(0).integers(0, 256, 3000, np.uint8).tobytes())
+    image = tmp_path / "img.png"
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(image)
+    expect = {"m.torchscript.pt": "a c100 TorchScript export (`c100 export --format torchscript`)",
+              "m.onnx": "a c100 ONNX export (`c100 export --format onnx`)",
+              "notes.txt": "text file", "other.torchscript.pt": "a TorchScript archive",
+              "photos.zip": "zip archive that torch.save did not write", "random.bin": "not a zip archive"}
+    for name, what in expect.items():
+        for argv in (["predict", str(tmp_path / name), str(image)], ["eval", str(tmp_path / name)]):
+            rc = main(argv)
+            err = capsys.readouterr().err
+            assert rc == CheckpointError.exit_code, (argv, err)
+            assert f"{name} is not a c100 checkpoint: it is" in err and what in err, err
+            assert "`c100 eval` takes a checkpoint" in err and "weights_only" not in err, err
+
+
+def test_a_checkpoint_naming_code_is_refused_without_torchs_weights_only_false_advice(tmp_path):
+    import os
+
+    from c100.checkpoint import load_checkpoint
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path}/PWNED",))
+
+    torch.save({"format": "c100-checkpoint", "config": {}, "model": Payload()}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError, match="refused") as e:
+        load_checkpoint(tmp_path / "evil.pt")
+    assert "posix.system" in str(e.value) and "weights_only" not in str(e.value)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_export_out_must_be_a_regular_file_or_a_new_path(run_dir, tmp_path, capsys):
+    """Issue 15, item 9: `c100 export --out /dev/full` replaced the device with a regular file (as root).
+    A FIFO stands in for the device here (replacing /dev/full in a test would be harmful)."""
+    import os
+    import stat
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (tmp_path / "link").symlink_to(fifo)
+    for fmt in ("onnx", "torchscript", "safetensors"):
+        for out, why in ((fifo, "not a regular file"), (tmp_path / "link", "not a regular file"),
+                         (folder, "is a folder")):
+            rc = main(["export", str(run_dir), "--format", fmt, "--out", str(out)])
+            err = capsys.readouterr().err
+            assert rc == 2 and why in err, err
+        assert stat.S_ISFIFO(os.stat(fifo).st_mode) and list(folder.iterdir()) == []
+    existing = tmp_path / "old.safetensors"
+    existing.write_bytes(b"old")
+    export(capsys, run_dir, "safetensors", existing)  # a regular file is replaced
+    assert existing.read_bytes() != b"old"

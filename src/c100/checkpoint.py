@@ -20,6 +20,7 @@ import hashlib
 import io
 import pickle
 import struct
+import zipfile
 from pathlib import Path
 
 import torch
@@ -79,15 +80,21 @@ def load_checkpoint(path, map_location="cpu") -> dict:
         raw = path.read_bytes()
     except OSError as e:
         raise CheckpointError(f"checkpoint {path} cannot be read ({e.strerror or e})") from e
+    if not raw:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): truncated or corrupt, e.g. a copy that "
+                              f"never finished")
     sealed = verify_seal(raw, path)
+    foreign = None if sealed else what_else(raw)
+    if foreign:
+        raise CheckpointError(f"{path} is not a c100 checkpoint: {foreign}")
     try:  # torch reads the sealed file as it is: the seal is an ordinary zip comment
         ckpt = torch.load(io.BytesIO(raw), map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         raise CheckpointError(f"checkpoint {path} was refused: it names code or objects that are not plain "
-                              f"tensors and containers, so it was not loaded ({str(e).splitlines()[0]})") from e
+                              f"tensors and containers, so it was not loaded ({_torch_reason(e)})") from e
     except Exception as e:  # truncated or garbled: RuntimeError, EOFError, BadZipFile, ValueError, ...
         raise CheckpointError(f"checkpoint {path} is truncated or corrupt and cannot be read "
-                              f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
+                              f"({type(e).__name__}: {_torch_reason(e)})") from e
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a c100 checkpoint")
     version = ckpt.get("version", 0)
@@ -102,6 +109,80 @@ def load_checkpoint(path, map_location="cpu") -> dict:
             raise CheckpointError(f"checkpoint {path}: {key!r} should be a {typ.__name__}, "
                                   f"got {type(ckpt[key]).__name__}")
     return ckpt
+
+
+# what c100 predict / eval take, for the messages about files that are something else
+TAKES = ("`c100 eval` takes a checkpoint (RUN/checkpoints/*.pt) or a run folder; `c100 predict` also takes "
+         "a .safetensors weights file")
+
+
+def what_else(raw) -> str | None:
+    """Why ``raw`` (a whole file, with no c100 seal) cannot be a c100 checkpoint, naming what it is
+    when c100 wrote it (an export); None when it may be one (a zip archive that torch.save wrote).
+
+    c100 checkpoints are always torch.save's zip archive (``<name>/data.pkl`` inside), so any other
+    file is refused here without handing it to torch.load at all."""
+    raw = memoryview(raw)
+    if bytes(raw[:4]) == b"PK\x03\x04":
+        try:
+            names = zipfile.ZipFile(io.BytesIO(raw)).namelist()
+        except (zipfile.BadZipFile, ValueError, OSError):
+            return None  # a damaged archive: torch.load says it is truncated or corrupt
+        if any(n.endswith("/extra/c100_metadata.json") for n in names):
+            return ("it is a c100 TorchScript export (`c100 export --format torchscript`); run it with "
+                    f"torch.jit.load (docs/INFERENCE.md). {TAKES}")
+        if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
+            return f"it is a TorchScript archive; run it with torch.jit.load. {TAKES}"
+        if not any(n.endswith("data.pkl") for n in names):
+            return f"it is a zip archive that torch.save did not write. {TAKES}"
+        return None
+    kind = _export_kind(raw)
+    if kind:
+        return kind
+    head = bytes(raw[:4096])
+    # text: no NUL and almost only printable bytes (>= 0x20, tab, newlines; UTF-8 multibyte included)
+    if b"\0" not in head and sum(b >= 0x20 or b in b"\t\n\r" for b in head) >= 0.98 * len(head):
+        return f"it is a text file. {TAKES}"
+    return f"it is not a zip archive as torch.save writes. {TAKES}"
+
+
+def _export_kind(raw) -> str | None:
+    """A message for c100's own safetensors weights and ONNX exports (and others' files of both kinds)."""
+    import json
+
+    n = int.from_bytes(bytes(raw[:8]), "little") if len(raw) >= 9 else 0
+    if bytes(raw[8:9]) == b"{" and 0 < n <= len(raw) - 8:  # safetensors: u64 header length, JSON header
+        try:
+            fmt = json.loads(bytes(raw[8:8 + n])).get("__metadata__", {}).get("format")
+        except (ValueError, AttributeError):
+            fmt = None
+        if fmt == "c100-weights":
+            return ("it is a c100 safetensors weights file (`c100 export --format safetensors`): "
+                    "`c100 predict` and c100.load take it; `c100 eval` needs a checkpoint or a run folder")
+        return f"it is a safetensors file that c100 did not write. {TAKES}"
+    if bytes(raw[:1]) == b"\x08":  # ONNX ModelProto: field 1 (ir_version, varint) comes first
+        try:
+            import onnx
+
+            props = {p.key: p.value for p in onnx.load_model_from_string(bytes(raw)).metadata_props}
+        except ImportError:  # without onnx: c100's metadata keys are plain bytes in the file
+            props = {"format": "c100-weights"} if b"c100-weights" in raw and b"pytorch" in raw[:32] else None
+        except Exception:
+            props = None
+        if props is not None and props.get("format") == "c100-weights":
+            return ("it is a c100 ONNX export (`c100 export --format onnx`); run it with onnxruntime "
+                    f"(docs/INFERENCE.md). {TAKES}")
+        if props is not None:
+            return f"it is an ONNX model; run it with onnxruntime. {TAKES}"
+    return None
+
+
+def _torch_reason(e) -> str:
+    """torch's message without its advice to load with weights_only=False, which would run the file's code."""
+    keep = [line.strip() for line in str(e).splitlines()
+            if line.strip() and "weights_only" not in line and "Weights only load failed" not in line
+            and "documentation of torch.load" not in line]
+    return keep[0] if keep else type(e).__name__
 
 
 def rng_state():

@@ -12,6 +12,8 @@ the exported model's logits must match PyTorch's at batch sizes 1 and 7.
 """
 import io
 import json
+import os
+import stat
 import warnings
 from pathlib import Path
 
@@ -134,6 +136,22 @@ def default_out(source, model_name, fmt) -> Path:
     return base / "export" / f"{model_name}{FORMATS[fmt]}"
 
 
+def check_out(out: Path, fmt):
+    """``out`` must be a new path or a regular file: the atomic write replaces whatever is there, so a
+    device (/dev/full, /dev/null), pipe, socket or folder there would be replaced by a plain file."""
+    try:
+        st = os.stat(out)  # follows links: a link to a device is refused too
+    except FileNotFoundError:
+        return
+    except OSError as e:  # e.g. a parent that is a file
+        raise ConfigError(f"--out {out}: cannot be used ({e.strerror or e}); give a new file name") from e
+    if stat.S_ISDIR(st.st_mode):
+        raise ConfigError(f"--out {out} is a folder; give a file name, e.g. {out / ('model' + FORMATS[fmt])}")
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(f"--out {out} is not a regular file (a device, pipe or socket); c100 export writes "
+                          f"only to a regular file or a new path")
+
+
 def export_model(source, fmt, out=None, data_root=None, check=True) -> dict:
     """Export ``source`` (anything c100.load takes, or a LoadedModel); returns a report dict."""
     from c100.atomic import atomic_write_bytes
@@ -141,9 +159,12 @@ def export_model(source, fmt, out=None, data_root=None, check=True) -> dict:
 
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if out:
+        check_out(Path(out), fmt)  # before the (slow) export
     loaded = source if isinstance(source, LoadedModel) else load(source, "cpu", data_root)
     loaded = loaded.to("cpu")
     out = Path(out) if out else default_out(loaded.metadata["source"], loaded.name, fmt)
+    check_out(out, fmt)
     report = {"format": fmt, "out": str(out), "model": loaded.name, "source": loaded.metadata["source"],
               "weights": loaded.metadata["weights"]}
     if fmt == "safetensors":

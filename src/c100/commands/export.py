@@ -27,7 +27,8 @@ def add_parser(sub):
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="a checkpoint (.pt), a run folder or a .safetensors weights file")
     p.add_argument("--format", required=True, choices=("onnx", "torchscript", "safetensors"))
-    p.add_argument("--out", help="output file (default: RUN/export/<model>.onnx | .torchscript.pt | .safetensors)")
+    p.add_argument("--out", help="output file, a new path or a regular file that is replaced atomically; devices, pipes "
+                        "and folders are refused (default: RUN/export/<model>.onnx | .torchscript.pt | .safetensors)")
     p.add_argument("--no-verify", action="store_true", help="do not compare the export's logits with PyTorch's")
     p.add_argument("--data-root", help="where to look for the data set's class names (default: $C100_DATA)")
     p.add_argument("--json", action="store_true", help="print the export report as JSON")
