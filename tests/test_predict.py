@@ -222,6 +222,15 @@ def test_bad_model_and_bad_options(tmp_path, images, capsys):
     assert rc == 2 and "--topk" in err
 
 
+def test_topk_beyond_the_100_classes_is_refused(run_dir, images, capsys):
+    """Issue 15, item 10: --topk 200 printed a 'top-200' header over 100 labels per image."""
+    for k in (101, 200):
+        rc, out, err = cli(capsys, "predict", run_dir, images / "cifar.png", "--topk", k)
+        assert rc == 2 and "--topk must be between 1 and 100" in err and f"got {k}" in err and out == ""
+    rc, out, _ = cli(capsys, "predict", run_dir, images / "cifar.png", "--topk", 100, "--json")
+    assert rc == 0 and len(json.loads(out)["predictions"][0]["top"]) == 100
+
+
 def test_class_names_come_from_the_data_set_when_present(run_dir, images, tiny_data, capsys):
     rc, out, _ = cli(capsys, "predict", run_dir, images / "cifar.png", "--json", "--data-root", tiny_data)
     assert rc == 0

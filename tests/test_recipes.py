@@ -259,3 +259,16 @@ def test_ablation_dry_run_prints_the_commands_from_the_command_line(tmp_path):
     assert p.returncode == 0, p.stderr
     assert p.stdout.count("c100 train resnet18 --recipe fast") == 14 and p.stdout.count("c100 eval") == 4
     assert "--augment-policy autoaugment" in p.stdout and "--mixup-alpha 0.2" in p.stdout
+
+
+def test_recipes_for_an_unknown_model_is_an_error_with_close_matches(capsys):
+    """Issue 15, item 10: `c100 recipes fast --model foo` resolved a config for a model that does not exist."""
+    from c100.cli import main
+
+    assert main(["recipes", "fast", "--model", "resnet81"]) == 2
+    captured = capsys.readouterr()
+    assert "unknown model 'resnet81'; did you mean: resnet18" in captured.err and captured.out == ""
+    assert main(["recipes", "fast", "--model", "foo", "--json"]) == 2
+    assert "unknown model 'foo'" in capsys.readouterr().err
+    assert main(["recipes", "fast", "--model", "simplecnn", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["model"] == "simplecnn"

@@ -230,3 +230,17 @@ def test_simplecnn_pool_before_relu_equals_the_seeds_order_bitwise(channels_last
     assert torch.equal(outs[0], outs[1])
     for g_seed, g_ours in zip(*grads):
         assert torch.equal(g_seed, g_ours)
+
+
+def test_models_with_an_unknown_family_is_an_error_with_close_matches(capsys):
+    """Issue 15, item 10: `c100 models --family resnets` (a typo) listed every model."""
+    from c100.cli import main
+
+    assert main(["models", "--family", "resnets"]) == UnknownNameError.exit_code
+    err = capsys.readouterr().err
+    assert "unknown model family 'resnets'; did you mean: resnet" in err and "wideresnet" in err
+    assert main(["models", "--family", "resnet", "--json"]) == 0
+    import json
+
+    rows = json.loads(capsys.readouterr().out)
+    assert rows and {r["family"] for r in rows} == {"resnet"} and len(rows) < len(ALL_MODELS)

@@ -14,7 +14,8 @@ def run(args):
     from c100.models import get_entry, list_models
     from c100.models.info import model_table
 
-    names = args.names or list_models(args.family)
+    in_family = list_models(args.family)  # an unknown --family is an error with close matches
+    names = args.names or in_family
     for n in names:
         if not n.startswith("timm/"):
             get_entry(n)  # unknown names fail here with close matches

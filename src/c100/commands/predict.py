@@ -27,6 +27,8 @@ import argparse
 import json
 import sys
 
+NUM_CLASSES = 100  # every c100 model predicts the 100 CIFAR-100 classes
+
 
 def add_parser(sub):
     p = sub.add_parser("predict", help="top-k labels for image files", description=__doc__,
@@ -49,8 +51,9 @@ def run(args):
     from c100.errors import ConfigError, InputImageError
     from c100.inference import PREPROCESSING, image_files, load, load_image, resolve_device
 
-    if args.topk < 1:
-        raise ConfigError(f"--topk must be at least 1, got {args.topk}")
+    if not 1 <= args.topk <= NUM_CLASSES:
+        raise ConfigError(f"--topk must be between 1 and {NUM_CLASSES} (the number of CIFAR-100 classes), "
+                          f"got {args.topk}")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be positive, got {args.batch_size}")
     model = load(args.model, resolve_device(args.device), args.data_root)

@@ -14,7 +14,9 @@ def run(args):
     from c100.engine.recipes import RECIPES, get_recipe
 
     if args.name:
-        cfg = get_recipe(args.name).config_for(args.model).to_dict()
+        recipe = get_recipe(args.name)
+        _check_model(args.model)
+        cfg = recipe.config_for(args.model).to_dict()
         print(json.dumps(cfg, indent=1) if args.json else "\n".join(f"{k:>20} = {v}" for k, v in cfg.items()))
         return 0
     if args.json:
@@ -24,3 +26,18 @@ def run(args):
     for n, r in RECIPES.items():
         print(f"{n}\n  {r.doc}\n  per-model values for: {', '.join(r.per_model) or '-'}\n")
     return 0
+
+
+def _check_model(name):
+    """An unknown --model is an error with close matches (a config for no model would mislead)."""
+    from c100.models import get_entry
+
+    if name.startswith("timm/"):
+        import timm
+
+        from c100.models.timm_adapter import create_timm_model
+
+        if not timm.is_model(name[len("timm/"):]):
+            create_timm_model(name[len("timm/"):])  # raises UnknownNameError with close timm names
+        return
+    get_entry(name)

@@ -36,7 +36,18 @@ def register_model(name=None, *, family, paper=""):
 
 
 def list_models(family=None):
+    """Every registered model name, or those of ``family`` (an unknown family is an error, not an empty
+    or a full list)."""
     _import_families()
+    if family is not None:
+        families = sorted({e.family for e in _REGISTRY.values()})
+        if family not in families:
+            import difflib
+
+            close = difflib.get_close_matches(family, families, n=5, cutoff=0.5)
+            raise UnknownNameError(f"unknown model family {family!r}"
+                                   + (f"; did you mean: {', '.join(close)}?" if close else "")
+                                   + f" (the {len(families)} families: {', '.join(families)})")
     return sorted(k for k, e in _REGISTRY.items() if family is None or e.family == family)
 
 
