@@ -37,7 +37,7 @@ def make_run(root, model, recipe, seed, top1, top5, *, val=True, status="finishe
                                 "val_top1_err": 91.0 - 10 * e if val else None,
                                 "val_top5_err": 70.0 - e if val else None,
                                 "epoch_time_s": 2.0, "images_per_s": 1000.0 + seed, "elapsed_s": 2.0 * (e + 1)}) + "\n")
-    summary = {"c100_version": "0.1.0", "status": status, "run_dir": str(d), "model": model, "family": "x",
+    summary = {"c100_version": "0.1.0", "status": status, "run_dir": d.name, "model": model, "family": "x",
                "recipe": recipe, "seed": seed, "epochs": epochs, "params": params, "gflops": gflops,
                "val": {"top1_err": top1 + 0.5, "top5_err": top5 + 0.5, "loss": 1.0, "n": 5000} if val else None,
                "test": {"top1_err": top1, "top5_err": top5, "loss": 1.0, "n": N_TEST, "tta": "none"},
@@ -113,8 +113,7 @@ def test_numbers_match_the_summary_files(report, suite):
     data = json.loads((report / "results.json").read_text(encoding="utf-8"))
     with open(report / "results.csv", encoding="utf-8") as f:
         csv_rows = {(r["model"], r["recipe"]): r for r in csv.DictReader(f)}
-    all_s = summaries(suite) + [json.loads(Path(r["path"], "summary.json").read_text(encoding="utf-8"))
-                                for r in data["runs"] if r["model"] == "logreg"]
+    all_s = summaries(suite, *report.parent.glob("loose[0-9]*"))  # the suite and the loose logreg run
     assert len(data["rows"]) == 3 and len(csv_rows) == 3 and len(data["runs"]) == 5
     published = {"logreg": (82.03, 60.56), "simplecnn": (45.61, 20.37), "resnet18": (24.39, 6.95)}
     for row in data["rows"]:
@@ -407,3 +406,78 @@ def test_analysis_invariants(n, c, seed):
     r = A.reliability(probs, labels, bins=10)
     assert r["count"].sum() == n
     assert 0.0 <= A.expected_calibration_error(probs, labels, bins=10) <= 100.0
+
+
+# --- a report that cannot be written, and what a report names ----------------------------------------
+
+def _tree(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("errno_name, message", [("ENOSPC", "disk full while writing"),
+                                                 ("EROFS", "Read-only file system")])
+def test_a_report_that_cannot_be_written_exits_10_and_leaves_no_partial_folder(
+        tmp_path, capsys, monkeypatch, errno_name, message):
+    """Issue 15, item 7: a full disk or a read-only folder ended in a traceback and a half-written report
+    folder. Tests run as root, where chmod stops nothing, so the OSError is raised by a monkeypatch: in the
+    middle of the report (the tables and curves are already written), and at the very first write."""
+    import errno
+    import os
+
+    import c100.atomic
+    import c100.report.build
+
+    code = getattr(errno, errno_name)
+
+    def fail(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    suite = tmp_path / "suite"
+    make_run(suite, "m", "fast", 0, 50.0, 20.0)
+    where_to = tmp_path / "w"
+    where_to.mkdir()
+    out = where_to / "o"
+    for where in ("write_html", "mkdtemp"):
+        with monkeypatch.context() as m:
+            if where == "write_html":
+                m.setattr(c100.report.build, "write_html", fail)
+            else:
+                m.setattr(c100.atomic.tempfile, "mkdtemp", fail)
+            rc = main(["report", str(suite), "--out", str(out)])
+        err = capsys.readouterr().err
+        assert rc == 10, err
+        assert err.startswith("error: ") and len(err.strip().splitlines()) == 1 and message in err, err
+        assert f"{out} was not created" in err and "--out" in err
+        assert not out.exists() and list(where_to.iterdir()) == []  # nothing partial, no temporary folder
+    assert main(["report", str(suite), "--out", str(out)]) == 0
+    capsys.readouterr()
+    before = _tree(out)
+    with monkeypatch.context() as m:  # an old report stays as it was when its replacement fails
+        m.setattr(c100.report.build, "write_html", fail)
+        assert main(["report", str(suite), "--out", str(out)]) == 10
+    assert f"{out} still holds its previous version" in capsys.readouterr().err
+    assert _tree(out) == before and [p.name for p in where_to.iterdir()] == ["o"]
+    assert main(["report", str(suite), "--out", str(out)]) == 0 and _tree(out).keys() == before.keys()
+    capsys.readouterr()
+    (where_to / "f").write_text("x")
+    assert main(["report", str(suite), "--out", str(where_to / "f")]) == 11
+    assert "is a file" in capsys.readouterr().err
+
+
+def test_reports_name_runs_not_the_absolute_paths_of_the_machine(report, suite, broken_suite, capsys):
+    """Issue 15, item 12: results.json, the findings and the problems listed the absolute run paths."""
+    data = json.loads((report / "results.json").read_text(encoding="utf-8"))
+    assert sorted(r["run"] for r in data["runs"]) == sorted(
+        [f"{suite.name}/{m}-fast-s{s}" for m, (_, _, seeds) in MODELS.items() for s, _, _ in seeds]
+        + ["logreg-fast-s0"])
+    summary = (report / "summary.txt").read_text(encoding="utf-8")
+    assert f"(its best run, {suite.name}/resnet18-fast-s0)" in summary
+    assert main(["report", str(broken_suite), "--allow-incomplete"]) == 0
+    capsys.readouterr()
+    problems = json.loads((broken_suite / "report" / "results.json").read_text(encoding="utf-8"))["problems"]
+    assert "suite/resnet18-fast-s1/summary.json: missing: the run did not finish" in "\n".join(problems)
+    for out in (report, broken_suite / "report"):
+        for f in out.rglob("*"):
+            if f.suffix in (".json", ".txt", ".md", ".csv", ".html"):
+                text = f.read_text(encoding="utf-8")
+                assert str(out.parent.parent) not in text, f  # the machine's temporary folder

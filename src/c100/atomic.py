@@ -16,8 +16,10 @@ import fnmatch
 import io
 import json
 import os
+import shutil
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from c100.errors import ResourceError
@@ -52,13 +54,50 @@ def atomic_write_bytes(path, data):
             except OSError:
                 pass
         if isinstance(e, OSError):
-            kept = (f"{path} still holds its previous version" if existed
-                    else f"{path} was not created")
-            if e.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise ResourceError(f"disk full while writing {path}; nothing already written was lost "
-                                    f"({kept})") from e
-            raise ResourceError(f"cannot write {path}: {e.strerror or e}; {kept}") from e
+            raise write_error(path, e, existed) from e
         raise
+    _fsync_dir(path.parent)
+
+
+def write_error(path, e: OSError, existed) -> ResourceError:
+    """The ResourceError for a failed write of ``path`` (a file or a folder); the old one is intact."""
+    kept = f"{path} still holds its previous version" if existed else f"{path} was not created"
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ResourceError(f"disk full while writing {path}; nothing already written was lost ({kept})")
+    return ResourceError(f"cannot write {path}: {e.strerror or e}; {kept}")
+
+
+@contextmanager
+def atomic_folder(path):
+    """Build a folder in a temporary sibling ``.<name>.<random>.tmp`` (yielded), then rename it to
+    ``path``, replacing the old folder only once the new one is whole. On any failure the temporary
+    folder is removed and ``path`` is left as it was; a failed write (disk full, read-only file system,
+    no permission) raises ResourceError. A crash between the two renames of a replacement leaves the
+    old folder as ``.<name>.<random>.old.tmp`` beside it."""
+    path = Path(path)
+    existed, tmp = path.is_dir(), None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes 0700; a plain mkdir would give this
+        yield tmp
+        if existed:
+            old = tmp.with_name(tmp.name[:-len(".tmp")] + ".old.tmp")
+            os.rename(path, old)
+            try:
+                os.rename(tmp, path)
+            except BaseException:
+                os.rename(old, path)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, path)
+        tmp = None
+    except OSError as e:
+        raise write_error(path, e, existed) from e
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
     _fsync_dir(path.parent)
 
 

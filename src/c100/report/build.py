@@ -4,7 +4,8 @@ from pathlib import Path
 
 import numpy as np
 
-from c100.errors import C100Error, ReportError
+from c100.atomic import atomic_folder
+from c100.errors import C100Error, ReportError, ResourceError
 from c100.report import plots
 from c100.report.analysis import analyse_predictions
 from c100.report.html import write_html
@@ -58,7 +59,7 @@ def analyse_groups(rows, groups, out, data_root):
         d = out / "analysis" / slug(*key)
         title = f"{key[0]} ({key[1]}, seed {run.seed})"
         head = analyse_predictions(logits, labels, coarse, names[0], names[1], d, title=title)
-        analyses.append((f"{key[0]} ({key[1]})", str(run.path), head))
+        analyses.append((f"{key[0]} ({key[1]})", run.name or run.path.name, head))
         figs.append((f"Predictions: {title}", [
             (f"confusion-{slug(*key)}", f"Confusion matrix by superclass and most confused pairs, {title}",
              d / "confusion.png"),
@@ -78,7 +79,17 @@ def build_report(paths, out, allow_incomplete=False, data_root=None):
     if not runs:
         raise ReportError("no finished runs to report in " + ", ".join(map(str, paths)))
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ReportError(f"--out {out} is a file, not a folder; choose another --out")
+    try:  # built in a temporary sibling folder, renamed to ``out`` when whole: never a partial report
+        with atomic_folder(out) as tmp:
+            md = _write_report(runs, problems, tmp, data_root)
+    except ResourceError as e:
+        raise ResourceError(f"{e}; free some space or write the report elsewhere with --out DIR") from e
+    return md, problems
+
+
+def _write_report(runs, problems, out, data_root):
     rows = build_rows(runs)
     md = write_tables(rows, runs, problems, out)
     groups = group_runs(runs)
@@ -98,4 +109,4 @@ def build_report(paths, out, allow_incomplete=False, data_root=None):
     write_summary(out, lines, problems)
     sections = [("Error against cost", costs), ("Learning curves", curves), *pred_sections]
     write_html(out / "report.html", "CIFAR-100 results", md, lines, problems, sections)
-    return md, problems
+    return md

@@ -40,7 +40,7 @@ def write_html(path, title, table_md, findings, problems, sections):
     parts.append("</ul>")
     if problems:
         parts.append("<h2 class='problems'>Problems (left out or incomplete)</h2><ul class='problems'>")
-        parts += [f"<li>{html.escape(str(p))}</li>" for p in problems]
+        parts += [f"<li>{html.escape(p.in_report())}</li>" for p in problems]
         parts.append("</ul>")
     for heading, figs in sections:
         parts.append(f"<h2>{html.escape(heading)}</h2>")

@@ -8,7 +8,7 @@ but leaves that file's data out. Nothing is skipped without a problem saying so.
 import json
 import math
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -29,9 +29,13 @@ ERROR_KEYS = ("top1_err", "top5_err")
 class Problem:
     file: Path
     reason: str
+    shown: str = ""  # the file as the report names it: its run's name, then the file (no absolute path)
 
-    def __str__(self):
+    def __str__(self):  # for the terminal: the path as found
         return f"{self.file}: {self.reason}"
+
+    def in_report(self):  # for the report's files, which may be shared or committed
+        return f"{self.shown or self.file}: {self.reason}"
 
 
 @dataclass
@@ -41,6 +45,7 @@ class Run:
     config: dict = field(default_factory=dict)
     metrics: list = field(default_factory=list)
     predictions: Path | None = None  # set only when predictions.npz passed validation
+    name: str = ""  # the run as reports name it: its folder's path from the named suite (or the run itself)
     variant: str = ""  # the config values that set this run apart from others of its model and recipe
 
     @property
@@ -73,7 +78,9 @@ def find_run_dirs(path: Path, depth=3):
     if depth == 0:
         return []
     found = []
-    for child in sorted(p for p in path.iterdir() if p.is_dir() and p.name not in SKIP_DIRS):
+    # hidden folders are skipped too: e.g. a report being built (.report.<random>.tmp, c100.atomic)
+    for child in sorted(p for p in path.iterdir()
+                        if p.is_dir() and p.name not in SKIP_DIRS and not p.name.startswith(".")):
         found += find_run_dirs(child, depth - 1)
     return found
 
@@ -236,14 +243,26 @@ def label_variants(runs):
             r.variant = ", ".join(f"{k}={json.dumps(sig.get(k))}" for k in differ)
 
 
+def shown_name(path, arg) -> str:
+    """``path`` (found at or below the folder ``arg``) as reports name it: from ``arg``'s own name down,
+    e.g. ``seed-table/resnet18-fast-s0``; never the absolute path of the machine it was made on."""
+    path, arg = Path(path), Path(arg)
+    label = Path(arg.resolve().name or str(arg))
+    try:
+        return str(label / path.relative_to(arg))
+    except ValueError:
+        return path.name
+
+
 def collect(paths):
     """(runs, problems) from any mix of run folders and suites. Runs of one model and recipe with
     different configs are labelled as variants; true duplicates (same model, recipe, config and seed)
     are left out with a problem."""
     found, problems, seen_dirs = [], [], set()
     for arg in map(Path, paths):
+        first = len(problems)
         if not arg.is_dir():
-            problems.append(Problem(arg, "no such folder" if not arg.exists() else "not a folder"))
+            problems.append(Problem(arg, "no such folder" if not arg.exists() else "not a folder", arg.name))
             continue
         dirs = find_run_dirs(arg)
         if not dirs:
@@ -254,15 +273,18 @@ def collect(paths):
             seen_dirs.add(d.resolve())
             run = read_run(d, problems)
             if run is not None:
+                run.name = shown_name(d, arg)
                 found.append(run)
+        problems[first:] = [replace(p, shown=p.shown or shown_name(p.file, arg)) for p in problems[first:]]
     label_variants(found)
     runs, seen_keys = [], {}
     for run in found:
         ident = run.key + (run.seed,)
         if ident in seen_keys:
             problems.append(Problem(run.path / "summary.json",
-                                    f"same model, recipe, config and seed as {seen_keys[ident]}; duplicate left out"))
+                                    f"same model, recipe, config and seed as {seen_keys[ident]}; duplicate left out",
+                                    f"{run.name}/summary.json"))
             continue
-        seen_keys[ident] = run.path
+        seen_keys[ident] = run.name
         runs.append(run)
     return runs, problems

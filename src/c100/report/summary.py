@@ -95,7 +95,7 @@ def seed_table(rows):
 
 
 def prediction_findings(analyses):
-    """``analyses``: list of (group name, run path, headline dict) from analyse_predictions."""
+    """``analyses``: list of (group name, run name, headline dict) from analyse_predictions."""
     lines = []
     for i, (name, path, h) in enumerate(analyses):
         if i == 0 and h["confused_pairs"]:
@@ -126,7 +126,7 @@ def write_summary(out, lines, problems):
     txt = ["Findings", ""] + [f"- {ln}" for ln in lines]
     md = ["# Findings", ""] + [f"- {ln}" for ln in lines]
     if problems:
-        txt += ["", "Problems", ""] + [f"- {p}" for p in problems]
-        md += ["", "## Problems", ""] + [f"- `{p.file}`: {p.reason}" for p in problems]
+        txt += ["", "Problems", ""] + [f"- {p.in_report()}" for p in problems]
+        md += ["", "## Problems", ""] + [f"- `{p.shown or p.file}`: {p.reason}" for p in problems]
     (out / "summary.txt").write_text("\n".join(txt) + "\n", encoding="utf-8")
     (out / "summary.md").write_text("\n".join(md) + "\n", encoding="utf-8")

@@ -57,7 +57,7 @@ def build_rows(runs):
 
 def run_record(run):
     s = run.summary
-    return {"path": str(run.path), "model": s["model"], "recipe": run.key[1], "seed": s["seed"],
+    return {"run": run.name or run.path.name, "model": s["model"], "recipe": run.key[1], "seed": s["seed"],
             "test_top1_err": s["test"]["top1_err"], "test_top5_err": s["test"]["top5_err"],
             "val_top1_err": run.val_top1, "params": s["params"], "gflops": s["gflops"],
             "train_time_s": s["train_time_s"], "images_per_s": s["images_per_s"], "device": s["device"]}
@@ -116,7 +116,7 @@ def write_tables(rows, runs, problems, out):
         for r in rows:
             w.writerow([_csv_value(r[c]) for c in COLUMNS])
     clean = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()} for r in rows]
-    doc = {"rows": clean, "runs": [run_record(r) for r in runs], "problems": [str(p) for p in problems],
+    doc = {"rows": clean, "runs": [run_record(r) for r in runs], "problems": [p.in_report() for p in problems],
            "published": {k: {"top1_err": v[0], "top5_err": v[1]} for k, v in PUBLISHED.items()}}
     (out / "results.json").write_text(json.dumps(doc, indent=1, allow_nan=False), encoding="utf-8")
     return md
