@@ -67,6 +67,34 @@ def test_training_runs_end_to_end_and_writes_the_run_folder(tiny_data, tmp_path)
     assert cfg["model"] == "simplecnn" and cfg["epochs"] == 3
 
 
+def test_the_final_evaluation_shows_progress_like_training_does(tiny_data, tmp_path, capsys):
+    """Issue 15, item 11: the final evaluation (46 s with flip-translate on a CPU) showed no progress."""
+    run(tiny_cfg(epochs=1, tta="flip", train_subset=200), tmp_path / "r", tiny_data, verify="structure", progress=True,
+        log=lambda *a: None)
+    err = capsys.readouterr().err
+    assert "epoch 1/1" in err and "final val (tta flip)" in err and "final test (tta flip)" in err, err
+    run(tiny_cfg(epochs=1, tta="flip", train_subset=200), tmp_path / "q", tiny_data, verify="structure", progress=False,
+        log=lambda *a: None)
+    assert "final" not in capsys.readouterr().err
+
+
+def test_run_files_hold_no_absolute_path(tiny_data, tmp_path, capsys, monkeypatch):
+    """Issue 15, item 12: summary.json's run_dir (and eval.json's checkpoint) held the machine's absolute path."""
+    from c100.cli import main
+
+    monkeypatch.chdir(tmp_path)  # a relative --out must not become absolute either
+    run(tiny_cfg(epochs=1, train_subset=200), tmp_path / "r", tiny_data, verify="structure", progress=False, log=lambda *a: None)
+    run(tiny_cfg(epochs=1, train_subset=200), "q", tiny_data, verify="structure", progress=False, log=lambda *a: None)
+    assert main(["eval", str(tmp_path / "r"), "--data-root", str(tiny_data), "--verify", "structure"]) == 0
+    capsys.readouterr()
+    assert json.loads((tmp_path / "r" / "summary.json").read_text())["run_dir"] == "r"
+    assert json.loads((tmp_path / "q" / "summary.json").read_text())["run_dir"] == "q"
+    assert json.loads((tmp_path / "r" / "eval-test" / "eval.json").read_text())["checkpoint"] == "checkpoints/last.pt"
+    for f in (tmp_path / "r").rglob("*"):
+        if f.suffix in (".json", ".jsonl"):
+            assert str(tmp_path) not in f.read_text(), f
+
+
 def test_two_plus_two_epochs_resumed_equal_four_straight(tiny_data, tmp_path):
     quiet = dict(verify="structure", progress=False, log=lambda *a: None)
     straight = run(tiny_cfg(), tmp_path / "a", tiny_data, **quiet)

@@ -301,6 +301,32 @@ def test_sigint_mid_epoch_writes_a_checkpoint_and_the_resume_is_bitwise_the_same
     assert_same_run(baseline, run_dir)
 
 
+def test_sigint_during_the_final_evaluation_says_how_to_finish_it(tiny_data, baseline, run_dir, monkeypatch,
+                                                                 capsys):
+    """Issue 15, item 11: a SIGINT during the final evaluation printed only "interrupted". A real SIGINT, sent
+    by the process to itself as the final test evaluation starts (calls: one validation per epoch, then the
+    final validation, then the final test)."""
+    real, calls = trainer.evaluate, []
+
+    def evaluate_then_ctrl_c(*a, **k):
+        calls.append(1)
+        if len(calls) == EPOCHS + 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*a, **k)
+
+    monkeypatch.setattr(trainer, "evaluate", evaluate_then_ctrl_c)
+    rc, out, err = main(train_argv(tiny_data, run_dir), capsys)
+    monkeypatch.undo()
+    assert rc == 128 + signal.SIGINT and "Traceback" not in err and len(calls) == EPOCHS + 2, err
+    assert "stopped by SIGINT during the final evaluation; every epoch is trained and saved in" in out, out
+    assert f"Finish the evaluation (summary.json, predictions.npz) with: c100 train --resume {run_dir}" in out
+    assert not (run_dir / "summary.json").exists()
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["epoch"] == EPOCHS
+    rc, out, err = main(resume_argv(tiny_data, run_dir), capsys)
+    assert rc == 0 and "done:" in out, err
+    assert_same_run(baseline, run_dir)
+
+
 def test_sigterm_from_outside_stops_cleanly_and_the_resume_is_bitwise_the_same(tiny_data, baseline, run_dir,
                                                                                capsys):
     p = subprocess.Popen([sys.executable, "-m", "c100", *map(str, train_argv(tiny_data, run_dir))],

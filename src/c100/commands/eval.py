@@ -5,6 +5,7 @@
 """
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -29,6 +30,15 @@ def add_parser(sub):
 def resolve_checkpoint(path):
     path = Path(path)
     return path / "checkpoints" / "last.pt" if path.is_dir() else path
+
+
+def shown_checkpoint(path, out):
+    """The checkpoint as eval.json records it: relative to its run folder (``checkpoints/last.pt``) when
+    eval.json goes into that run folder, so run folders hold no absolute path; else as given."""
+    run = path.parent.parent
+    if path.parent.name == "checkpoints" and out.resolve().is_relative_to(run.resolve()):
+        return str(path.resolve().relative_to(run.resolve()))
+    return str(path)
 
 
 def run(args):
@@ -71,15 +81,16 @@ def run(args):
     autocast, _ = autocast_for(cfg, device)
     try:
         metrics, logits = evaluate(model, torch.from_numpy(images).to(device), torch.from_numpy(labels).to(device),
-                                   Normalizer.named(cfg.normalize, device), args.batch_size, tta, autocast)
+                                   Normalizer.named(cfg.normalize, device), args.batch_size, tta, autocast,
+                                   progress=f"{args.split} (tta {tta})" if sys.stderr.isatty() else None)
     except torch.cuda.OutOfMemoryError as e:
         from c100.errors import ResourceError
 
         raise ResourceError(f"out of GPU memory evaluating {args.batch_size} images at a time; "
                             f"try --batch-size {max(1, args.batch_size // 2)}") from e
-    result = {"checkpoint": str(path), "model": cfg.model, "recipe": cfg.recipe, "split": args.split,
-              "tta": tta, "epoch": ckpt.get("epoch"), **metrics}
     out = Path(args.out) if args.out else path.parent.parent / f"eval-{args.split}"
+    result = {"checkpoint": shown_checkpoint(path, out), "model": cfg.model, "recipe": cfg.recipe,
+              "split": args.split, "tta": tta, "epoch": ckpt.get("epoch"), **metrics}
     atomic_write_json(out / "eval.json", result)
     if args.analysis:
         from c100.report.analysis import analyse_predictions

@@ -27,11 +27,12 @@ def _views(x, tta):
 
 @torch.no_grad()
 def predict_logits(model, images_uint8, normalizer, batch_size=1000, tta="none", autocast=None,
-                   env: DistEnv = DistEnv()) -> torch.Tensor:
+                   env: DistEnv = DistEnv(), progress=None) -> torch.Tensor:
     """Logits (N, C) float32 for uint8 images (N, 3, H, W) on the model's device.
 
     Under torchrun the batches are dealt out to ranks whole, so every batch is the same as in a
-    single process and the gathered logits are bitwise the same.
+    single process and the gathered logits are bitwise the same. ``progress``: a label (e.g. "final
+    test, tta flip") to show a tqdm bar of the batches on stderr, as training does; None: no bar.
     """
     was_training = model.training
     model.eval()
@@ -39,6 +40,10 @@ def predict_logits(model, images_uint8, normalizer, batch_size=1000, tta="none",
     starts = list(range(0, n, batch_size))
     mine = starts[len(starts) * env.rank // env.world_size: len(starts) * (env.rank + 1) // env.world_size]
     out = []
+    if progress:
+        from tqdm import tqdm
+
+        mine = tqdm(mine, desc=progress, unit="batch", leave=False, dynamic_ncols=True)
     for s in mine:
         x = normalizer(images_uint8[s:s + batch_size])
         total = None
@@ -56,7 +61,7 @@ def predict_logits(model, images_uint8, normalizer, batch_size=1000, tta="none",
 
 
 def evaluate(model, images_uint8, labels, normalizer, batch_size=1000, tta="none", autocast=None,
-             env: DistEnv = DistEnv()):
-    """(metrics dict, logits) on a whole evaluation set."""
-    logits = predict_logits(model, images_uint8, normalizer, batch_size, tta, autocast, env)
+             env: DistEnv = DistEnv(), progress=None):
+    """(metrics dict, logits) on a whole evaluation set; ``progress`` as for predict_logits."""
+    logits = predict_logits(model, images_uint8, normalizer, batch_size, tta, autocast, env, progress)
     return summarize_logits(logits, labels), logits

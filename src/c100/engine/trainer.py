@@ -59,6 +59,32 @@ class TrainingInterrupted(Exception):
                          f"Continue with: c100 train --resume {run_dir}")
 
 
+class EvaluationInterrupted(TrainingInterrupted):
+    """SIGINT/SIGTERM during the final evaluation: every epoch is trained and its checkpoint written."""
+
+    def __init__(self, run_dir, signum, last):
+        self.run_dir, self.signum = run_dir, signum
+        Exception.__init__(self, f"stopped by {signal.Signals(signum).name} during the final evaluation; every "
+                                 f"epoch is trained and saved in {last}. Finish the evaluation (summary.json, "
+                                 f"predictions.npz) with: c100 train --resume {run_dir} (`c100 eval {run_dir}` "
+                                 f"gives the test error alone)")
+
+
+@contextmanager
+def _interruptible_final_eval(r):
+    """The final evaluation has no steps to check a flag between: SIGINT/SIGTERM stop it at once,
+    with a message saying how to finish it (the checkpoint of the last epoch is already written)."""
+    def handler(signum, frame):
+        raise EvaluationInterrupted(r.dir.path, signum, r.dir.last)
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
 # ----------------------------------------------------------------------------- the step
 def train_step(model, optimizer, x, y, loss_fn, autocast=nullcontext, grad_clip=0.0, scaler=None, sam_rho=0.0):
     """One optimizer step on one batch; returns (loss, logits), detached, without a host sync.
@@ -589,18 +615,21 @@ def _finish(r: Run, data, state, with_test=True):
     cfg = r.cfg
     t0 = time.perf_counter()
     val = None
-    if data.val is not None:
-        val, _ = evaluate(r.eval_model, data.val.images, data.val.labels, r.normalizer, cfg.eval_batch_size,
-                          cfg.tta, r.autocast, r.env)
-    test, logits = None, None
-    if with_test:
-        test, logits = evaluate(r.eval_model, data.test.images, data.test.labels, r.normalizer,
-                                cfg.eval_batch_size, cfg.tta, r.autocast, r.env)
-        test["tta"] = cfg.tta
+    bar = (lambda split: f"final {split} (tta {cfg.tta})") if r.progress else (lambda split: None)
+    with _interruptible_final_eval(r):
+        if data.val is not None:
+            val, _ = evaluate(r.eval_model, data.val.images, data.val.labels, r.normalizer, cfg.eval_batch_size,
+                              cfg.tta, r.autocast, r.env, progress=bar("val"))
+        test, logits = None, None
+        if with_test:
+            test, logits = evaluate(r.eval_model, data.test.images, data.test.labels, r.normalizer,
+                                    cfg.eval_batch_size, cfg.tta, r.autocast, r.env, progress=bar("test"))
+            test["tta"] = cfg.tta
     state["eval_time_s"] += time.perf_counter() - t0
     images = sum(m["images_per_s"] * m["epoch_time_s"] for m in state["metrics"])
     summary = {
-        "c100_version": __version__, "status": "finished", "run_dir": str(r.dir.path),
+        # the run folder's own name: run files hold no absolute path of the machine (they are moved, shared)
+        "c100_version": __version__, "status": "finished", "run_dir": r.dir.path.resolve().name,
         "model": cfg.model, "family": get_entry(cfg.model).family if not cfg.model.startswith("timm/") else "timm",
         "recipe": cfg.recipe, "seed": cfg.seed, "epochs": state["epoch"],
         "params": r.params, "gflops": round(r.gflops, 4), "val": val, "test": test, "best_val": state["best"],
