@@ -9,6 +9,7 @@
     c100 report RUN_OR_SUITE...       tables and plots from run folders
     c100 predict CHECKPOINT IMAGE...  top-k labels for image files
     c100 export CHECKPOINT --format   ONNX or TorchScript
+    c100 tune MODEL --recipe R --trials N   hyperparameter search on the validation split (Optuna)
 """
 import argparse
 import importlib
@@ -19,7 +20,7 @@ from c100.cpu_alloc import tune_cpu_allocator
 from c100.errors import C100Error
 
 # Each module in c100.commands provides add_parser(subparsers) and run(args) -> exit code.
-COMMANDS = ["data", "models", "recipes", "train", "eval", "bench", "report", "predict", "export"]
+COMMANDS = ["data", "models", "recipes", "train", "eval", "bench", "report", "predict", "export", "tune"]
 
 
 def build_parser():

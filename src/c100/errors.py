@@ -76,6 +76,18 @@ class ReportError(C100Error):
     exit_code = 11
 
 
+class StudyError(C100Error):
+    """A tuning study folder or database study that holds a different study, or is unusable."""
+
+    exit_code = 12
+
+
+class StorageError(C100Error):
+    """A study storage URL that cannot be parsed, has no driver installed, or cannot be reached."""
+
+    exit_code = 13
+
+
 def close_matches_message(kind, name, known):
     import difflib
 

@@ -77,10 +77,12 @@ def finite_float(text):
     return v
 
 
-def add_config_overrides(p):
+def add_config_overrides(p, exclude=()):
     g = p.add_argument_group("config overrides (default: the recipe's value)")
     types = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
     for name, help_text in OVERRIDABLE.items():
+        if name in exclude:
+            continue
         t = types[name]
         conv = {bool: parse_bool, tuple: parse_int_tuple, float: finite_float}.get(t, t)
         g.add_argument("--" + name.replace("_", "-"), dest=name, type=conv, default=None, help=help_text,

@@ -28,7 +28,11 @@ def default_out(paths):
 
 def run(args):
     from c100.report.build import build_report
+    from c100.report.study import is_study
 
+    studies = [p for p in args.paths if is_study(p)]
+    if studies:  # a c100 tune study folder: its own view (c100.report.study)
+        return report_study(args, studies)
     out = Path(args.out) if args.out else default_out(args.paths)
     md, problems = build_report(args.paths, out, args.allow_incomplete, args.data_root)
     for p in problems:
@@ -36,4 +40,16 @@ def run(args):
     print(md, end="")
     print(f"\nreport written to {out / 'report.html'}" + (f" ({len(problems)} problem(s) listed in "
                                                         f"{out / 'summary.txt'})" if problems else ""))
+    return 0
+
+
+def report_study(args, studies):
+    from c100.errors import ReportError
+    from c100.report.study import build_study_report
+
+    if len(args.paths) > 1:
+        raise ReportError(f"{studies[0]} is a tuning study: report it alone (`c100 report {studies[0]}`)")
+    md, out = build_study_report(studies[0], args.out)
+    print(md, end="")
+    print(f"\nreport written to {out / 'report.html'}")
     return 0

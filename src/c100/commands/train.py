@@ -3,6 +3,7 @@
     c100 train resnet18 --recipe fast
     c100 train simplecnn --recipe seed --epochs 30 --out runs/cnn
     c100 train --resume runs/cnn                         # continue exactly where it stopped
+    c100 train --config studies/simplecnn-fast/best.json # a config file (c100 tune's best, a run's config.json)
     torchrun --nproc-per-node 4 -m c100 train resnet18 --recipe fast
 """
 import argparse
@@ -14,7 +15,9 @@ def add_parser(sub):
     p = sub.add_parser("train", help="train one model", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", nargs="?", help="model name (`c100 models`), or timm/<name>")
-    p.add_argument("--recipe", default="fast", help="named recipe (`c100 recipes`); default fast")
+    p.add_argument("--recipe", default=None, help="named recipe (`c100 recipes`); default fast")
+    p.add_argument("--config", metavar="FILE", help="train exactly this config (a TrainConfig JSON object: "
+                   "c100 tune's best.json or any run's config.json); overrides still apply")
     p.add_argument("--out", help="run folder (default runs/<model>-<recipe>-s<seed>)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
     p.add_argument("--stop-at-epoch", type=int, metavar="N",
@@ -40,6 +43,17 @@ def resolve(args):
     if args.stop_at_epoch is not None and args.stop_at_epoch < 1:
         raise ConfigError(f"--stop-at-epoch must be at least 1, got {args.stop_at_epoch}")
     overrides = overrides_from(args)
+    if args.config:
+        if args.resume:
+            raise ConfigError("give either --config FILE or --resume RUN_DIR, not both")
+        cfg = load_config_file(args.config).replace(**overrides)
+        for name, given in (("model", args.model), ("recipe", args.recipe)):
+            if given and given != getattr(cfg, name):
+                raise ConfigError(f"{args.config} is a config for {name} {getattr(cfg, name)!r}, not {given!r}; "
+                                  f"leave {name} out to train the file's, or override its fields with options")
+        if not cfg.model.startswith("timm/"):
+            get_entry(cfg.model)
+        return cfg, args.out or default_out(cfg)
     if args.resume:
         if args.model:
             raise ConfigError("give either a model or --resume RUN_DIR, not both")
@@ -49,13 +63,34 @@ def resolve(args):
         return (resume_config(args.resume).replace(**overrides) if overrides else None), args.resume
     if not args.model:
         raise ConfigError("name a model to train (`c100 models` lists them), or --resume RUN_DIR")
-    recipe = get_recipe(args.recipe)
+    recipe = get_recipe(args.recipe or "fast")
     if args.model.startswith("timm/"):
         create_model(args.model)  # unknown timm names fail here, before any data is read
     else:
         get_entry(args.model)  # unknown names fail here, with close matches
     cfg = recipe.config_for(args.model, **overrides)
     return cfg, args.out or default_out(cfg)
+
+
+def load_config_file(path):
+    """The TrainConfig in a JSON file (a run's config.json may carry c100_version, which is dropped)."""
+    import json
+
+    from c100.engine.config import TrainConfig
+    from c100.errors import ConfigError
+
+    try:
+        d = json.loads(open(path, encoding="utf-8").read())
+    except OSError as e:
+        raise ConfigError(f"--config {path}: cannot read it ({e.strerror or e})") from e
+    except ValueError as e:
+        raise ConfigError(f"--config {path}: not valid JSON ({e})") from e
+    if isinstance(d, dict):
+        d = {k: v for k, v in d.items() if k != "c100_version"}
+    try:
+        return TrainConfig.from_dict(d)
+    except ConfigError as e:
+        raise ConfigError(f"--config {path}: {e}") from e
 
 
 def run(args):
