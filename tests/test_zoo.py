@@ -6,7 +6,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from c100.errors import ConfigError, UnknownNameError
-from c100.models import create_model, list_models, register_model
+from c100.models import create_model, get_entry, list_aliases, list_models, register_alias, register_model
 from c100.models.info import count_params
 from c100.models.pyramidnet import ShakeDrop, ShakeDropFunction
 
@@ -29,6 +29,20 @@ PUBLISHED_M = {
     "squeezenet": 0.78,
     "googlenet": 6.2,
     "pyramidnet110_a48": 1.7, "pyramidnet110_a270": 28.3, "pyramidnet272_a200": 26.0,
+    # weiaicunzai's rows (their README, 100 classes); stochasticdepth34 has 21.33M here.
+    "stochasticdepth18": 11.22, "stochasticdepth34": 21.36, "stochasticdepth50": 23.71,
+    "xception": 21.0, "inceptionv4": 41.3,
+    "inceptionv3": 22.3,  # 22.0M here: their pool branches of Mixed_5b-5d are 3x3 convs, the paper's 1x1
+}
+# Published counts (millions) for another number of classes: (figure, classes, source).
+PUBLISHED_OTHER_CLASSES = {
+    # He et al. 2016, Table 6 (CIFAR-10, option A shortcuts); 100 classes add 5,850 fc parameters.
+    "resnet20": (0.27, 10, "He et al. 2016 Table 6"), "resnet32": (0.46, 10, "He et al. 2016 Table 6"),
+    "resnet44": (0.66, 10, "He et al. 2016 Table 6"), "resnet56": (0.85, 10, "He et al. 2016 Table 6"),
+    "resnet110": (1.7, 10, "He et al. 2016 Table 6"), "resnet1202": (19.4, 10, "He et al. 2016 Table 6"),
+    # The released Inception-ResNet-v2 (timm model card inception_resnet_v2.tf_in1k, "Params (M): 55.8",
+    # 1000 classes). weiaicunzai's 65.4M row is another network (inception.py's docstring says how).
+    "inceptionresnetv2": (55.8, 1000, "timm model card"),
 }
 # Figures printed truncated rather than rounded: ShuffleNet V2 1x has 2.3M parameters with a
 # 1000-class fc (Ma et al. 2018), i.e. 1.36M with 100 classes, printed "1.3M"; PyramidNet-110
@@ -42,6 +56,15 @@ EXACT = {
     "resnet18": 11_220_132,  # the seed tutorial's ResNet18; must never change
     # patch embed 48*192+192, class token 192, positions 65*192, 12 blocks of 444,864, norm 384, head 19,300
     "vit_tiny_p4": 5_380_132,
+    # The distillation benchmark's networks (Tian et al. 2020, github.com/HobbitLong/RepDistiller):
+    # its README publishes accuracies only, so these are the counts of its networks' layer lists
+    # (resnet8x4: stem 3x3x3x32 + BN, one basic block per stage at 64/128/256 with 1x1 projections, fc).
+    "resnet8x4": 1_233_540, "resnet32x4": 7_433_860,
+    "wrn16_1": 180_916, "wrn16_2": 703_284, "wrn40_1": 569_780, "wrn40_2": 2_255_156,
+    "vgg8": 3_965_028, "vgg13_crd": 9_462_180,
+    # ConvMixer-256/8, k=5, p=2 (no published count): embed 3*256*4+256 + BN 512; 8 x (depthwise
+    # 256*25+256, BN 512, pointwise 256*256+256, BN 512) = 8 x 73,472; fc 256*100+100
+    "convmixer_256_8": 617_316,
 }
 
 
@@ -99,8 +122,81 @@ def test_parameter_count_exact(name):
     assert count_params(_meta_model(name)) == EXACT[name]
 
 
+@pytest.mark.parametrize("name", sorted(PUBLISHED_OTHER_CLASSES))
+def test_parameter_count_matches_published_for_its_classes(name):
+    figure, classes, _source = PUBLISHED_OTHER_CLASSES[name]
+    count = count_params(_meta_model(name, num_classes=classes))
+    assert abs(count - figure * 1e6) / (figure * 1e6) <= 0.03, f"{name}: {count:,} vs {figure}M"
+
+
 def test_every_model_has_a_reference_count():
-    assert set(ALL_MODELS) == set(PUBLISHED_M) | set(EXACT)
+    assert set(ALL_MODELS) == set(PUBLISHED_M) | set(EXACT) | set(PUBLISHED_OTHER_CLASSES)
+
+
+def test_cifar_resnet_counts_exact_and_100_classes_add_the_fc():
+    # resnet20 at 10 classes: stem 464 + stages 14,016 + 51,072 + 203,520 + fc 650 (option A: no
+    # shortcut parameters); 100 classes add 64 * 90 + 90.
+    assert count_params(_meta_model("resnet20", num_classes=10)) == 269_722
+    assert count_params(_meta_model("resnet20")) == 269_722 + 5_850
+
+
+# --- the families added for issue 21 -------------------------------------------------------------
+
+def test_option_a_shortcut_subsamples_and_zero_pads():
+    from c100.models.cifar_resnet import OptionABlock, PadShortcut
+
+    x = torch.randn(2, 16, 8, 8)
+    out = PadShortcut(16, 32, 2)(x)
+    assert out.shape == (2, 32, 4, 4)
+    assert torch.equal(out[:, :16], x[:, :, ::2, ::2]) and not out[:, 16:].any()
+    assert isinstance(OptionABlock(16, 16).shortcut, nn.Identity)
+    assert sum(p.numel() for p in OptionABlock(16, 32, 2).shortcut.parameters()) == 0
+
+
+def test_stochastic_depth_probabilities_and_batch_drops():
+    from c100.models.stochastic_depth import DropBasicBlock
+
+    model = _meta_model("stochasticdepth18")
+    probs = [m.drop.p for m in model.modules() if isinstance(m, DropBasicBlock)]
+    assert probs == pytest.approx([0.5 * (i + 1) / 8 for i in range(8)])  # linear decay to p_L = 0.5
+    torch.manual_seed(0)
+    block = DropBasicBlock(8, 8).train()
+    block.drop.p = 1.0  # always dropped: the block is relu(identity)
+    x = torch.randn(4, 8, 6, 6)
+    assert torch.equal(block(x), F.relu(x))
+    block.eval()  # evaluation runs the branch unscaled, whatever p
+    assert torch.equal(block(x), F.relu(block.residual(x) + x))
+    block.train().drop.p = 0.5  # a drop removes the branch for the whole batch, never for some rows
+    outs = [block(x) for _ in range(20)]
+    dropped = [torch.equal(o, F.relu(x)) for o in outs]
+    assert any(dropped) and not all(dropped)
+
+
+def test_aliases_build_their_target_and_are_not_listed():
+    aliases = list_aliases()
+    assert aliases["vgg16"] == "vgg16_bn" and aliases["wrn_40_2"] == "wrn40_2"
+    for alias, target in aliases.items():
+        assert target in ALL_MODELS and alias not in ALL_MODELS
+        assert get_entry(alias) is get_entry(target)
+    assert count_params(_meta_model("wrn_16_2")) == EXACT["wrn16_2"]
+    with pytest.raises(ValueError, match="twice"):
+        register_alias("vgg16", "vgg19_bn")
+    with pytest.raises(ValueError, match="twice"):
+        register_alias("resnet20", "resnet32")
+
+
+# One model of every family added for issue 21, traced in training mode (stochastic depth's random
+# drops included); torch._dynamo.explain traces without compiling, which keeps this cheap on a CPU.
+COMPILE_CHECKED = ["resnet20", "resnet8x4", "stochasticdepth18", "wrn16_2", "vgg8", "xception", "inceptionv3",
+                   "inceptionv4", "convmixer_256_8"]
+
+
+@pytest.mark.parametrize("name", COMPILE_CHECKED)
+def test_new_families_trace_without_graph_breaks(name):
+    torch._dynamo.reset()
+    explanation = torch._dynamo.explain(create_model(name).train())(torch.randn(2, 3, 32, 32))
+    assert explanation.graph_break_count == 0, [str(b.reason) for b in explanation.break_reasons]
+    assert explanation.graph_count == 1
 
 
 # --- ShakeDrop ---------------------------------------------------------------------------------

@@ -1,1 +1,3 @@
-from c100.models.registry import create_model, get_entry, list_models, register_model  # noqa: F401
+from c100.models.registry import (  # noqa: F401
+    create_model, get_entry, list_aliases, list_models, register_alias, register_model,
+)

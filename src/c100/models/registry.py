@@ -20,6 +20,8 @@ class ModelEntry:
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
+# Other spellings of registered names (another zoo's, a paper's): alias -> registered name.
+_ALIASES: dict[str, str] = {}
 
 
 def register_model(name=None, *, family, paper=""):
@@ -33,6 +35,20 @@ def register_model(name=None, *, family, paper=""):
         return fn
 
     return wrap
+
+
+def register_alias(alias, target):
+    """Let ``alias`` (e.g. weiaicunzai's ``vgg16``, CRD's ``wrn_40_2``) build the registered ``target``.
+    Aliases are not listed by ``list_models``; ``list_aliases`` shows them."""
+    if alias in _REGISTRY or alias in _ALIASES:
+        raise ValueError(f"model name {alias!r} registered twice")
+    _ALIASES[alias] = target
+
+
+def list_aliases() -> dict[str, str]:
+    """Every alias and the registered model it builds."""
+    _import_families()
+    return dict(sorted(_ALIASES.items()))
 
 
 def list_models(family=None):
@@ -52,7 +68,9 @@ def list_models(family=None):
 
 
 def get_entry(name) -> ModelEntry:
+    """The entry of a registered name or of an alias (whose entry is its target's)."""
     _import_families()
+    name = _ALIASES.get(name, name)
     if name not in _REGISTRY:
         raise UnknownNameError(close_matches_message("model", name, sorted(_REGISTRY)))
     return _REGISTRY[name]
