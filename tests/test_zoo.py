@@ -340,3 +340,31 @@ def test_models_with_an_unknown_family_is_an_error_with_close_matches(capsys):
 
     rows = json.loads(capsys.readouterr().out)
     assert rows and {r["family"] for r in rows} == {"resnet"} and len(rows) < len(ALL_MODELS)
+
+
+def test_published_errors_name_registered_models_with_their_source():
+    from c100.models.published import PUBLISHED_ERRORS
+
+    assert set(PUBLISHED_ERRORS) <= set(ALL_MODELS)
+    for name, (top1, top5, source) in PUBLISHED_ERRORS.items():
+        assert 0 < top1 < 100 and (top5 is None or 0 < top5 < top1) and source, name
+
+
+def test_models_json_shows_published_error_and_shipped_weights(capsys, monkeypatch):
+    """Issue 21: `c100 models` gives, per model, the published error with its source and whether
+    trained weights ship (weights/logreg.safetensors does; resnet20 has none)."""
+    import json
+
+    from c100.cli import main
+
+    monkeypatch.delenv("C100_WEIGHTS", raising=False)
+    assert main(["models", "logreg", "resnet20", "vgg16", "--json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["logreg"]["weights"] is True and rows["logreg"]["published_top1_err"] is None
+    assert rows["resnet20"]["weights"] is False
+    assert rows["resnet20"]["published_top1_err"] == pytest.approx(100 - 69.06)
+    assert rows["resnet20"]["published_source"].startswith("CRD")
+    assert (rows["vgg16"]["published_top1_err"], rows["vgg16"]["published_top5_err"]) == (27.07, 8.84)  # an alias
+    assert main(["models", "logreg", "resnet20"]) == 0
+    out = capsys.readouterr().out
+    assert "top1 err" in out and "weights" in out and "30.94" in out
