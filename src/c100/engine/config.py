@@ -65,7 +65,8 @@ class TrainConfig:
     dropout: float = 0.0               # dropout rate, for models whose builder takes `dropout` (0 = default)
     # --- hardware
     device: str = "auto"               # auto | cpu | cuda
-    amp: str = "auto"                  # auto = bf16 autocast on CUDA, none on CPU
+    amp: str = "auto"                  # auto = bf16 autocast on CUDA and on CPUs with bf16 units, else
+                                       # none (fp32); config.json records the resolved value
     channels_last: bool = True         # NHWC activations and weights (faster on CUDA and on the CPU)
     compile: bool = False              # torch.compile the model (CUDA only; ignored on CPU)
     sync_bn: bool = False              # SyncBatchNorm across ranks under torchrun

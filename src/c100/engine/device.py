@@ -2,9 +2,9 @@
 
 ``amp="auto"`` means bf16 autocast where the hardware has bf16 arithmetic units and fp32 elsewhere:
 on CUDA, and on CPUs whose flags list ``avx512_bf16`` or ``amx_bf16``. Measured on the project's
-2-core AMD EPYC (Zen 4, avx512_bf16; docs/BENCHMARKS.md section 3), a training step at bf16
-autocast against fp32, channels_last, same batch: resnet18 batch 128 ~100 vs ~55 img/s, simplecnn
-batch 256 ~4,100 vs ~2,400 img/s. A CPU without those units runs bf16 through slow emulation (an
+2-core AMD EPYC (family 26, avx512_bf16; docs/BENCHMARKS.md section 3b), a resnet18 training step at
+bf16 autocast against fp32, channels_last, batch 128: 175 vs 95 img/s (on a family-25 machine ~100
+vs ~55); the simple CNN `fast` run's test error moved by +0.30 / +0.34 points (44.47 / 18.01). A CPU without those units runs bf16 through slow emulation (an
 earlier machine measured 15x slower), so there ``auto`` stays fp32. The resolved value is written
 into the run's config.json (``amp`` is never "auto" there), so a resumed run computes as it began.
 """
