@@ -19,11 +19,11 @@ from c100.errors import ConfigError
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
-@lru_cache(maxsize=1)
-def cpu_has_native_bf16() -> bool:
+@lru_cache(maxsize=4)
+def cpu_has_native_bf16(cpuinfo="/proc/cpuinfo") -> bool:
     """Whether this CPU has bf16 multiply units (Linux: read from /proc/cpuinfo's flags)."""
     try:
-        with open("/proc/cpuinfo") as f:
+        with open(cpuinfo) as f:
             for line in f:
                 if line.startswith("flags"):
                     flags = set(line.split(":", 1)[1].split())
