@@ -24,11 +24,11 @@ def fine_to_coarse():
 
 
 def make_run(root, model, recipe, seed, top1, top5, *, val=True, status="finished", params=1_000_000,
-             gflops=0.1, epochs=3, acc=0.6, device="cpu (2 threads)"):
+             gflops=0.1, epochs=3, acc=0.6, device="cpu (2 threads)", config_extra=None, summary_extra=None):
     d = Path(root) / f"{model}-{recipe}-s{seed}"
     d.mkdir(parents=True)
     config = {"model": model, "recipe": recipe, "seed": seed, "epochs": epochs, "val_size": 5000 if val else 0,
-              "c100_version": "0.1.0"}
+              "c100_version": "0.1.0", **(config_extra or {})}
     (d / "config.json").write_text(json.dumps(config))
     with open(d / "metrics.jsonl", "w", encoding="utf-8") as f:
         for e in range(epochs):
@@ -46,7 +46,7 @@ def make_run(root, model, recipe, seed, top1, top5, *, val=True, status="finishe
                "eval_time_s": 1.0, "wall_time_s": 60.0, "images_per_s": 900.0 + 7 * seed, "device": device,
                "world_size": 1,
                "versions": {"python": "3.11", "torch": "2.14.1", "torchvision": "0.29.1", "cuda": None},
-               "finished_at": "2026-11-27T23:59:00+00:00"}
+               "finished_at": "2026-11-27T23:59:00+00:00", **(summary_extra or {})}
     (d / "summary.json").write_text(json.dumps(summary))
     rng = np.random.default_rng(seed + 17 * len(model))
     labels = np.arange(N_TEST) % 100
@@ -186,12 +186,14 @@ def test_analysis_files_use_class_names(report):
 
 def test_summary_findings_come_from_the_numbers(report):
     text = (report / "summary.txt").read_text(encoding="utf-8")
-    assert "Lowest mean test top-1 error: resnet18 (fast) at 23.30%" in text
+    assert "Lowest mean test top-1 error of the 3 group(s) that learned: resnet18 (fast) at 23.30%" in text
     assert "It leads simplecnn (fast) (46.60%) by 23.30 points; larger than either seed std (0.85)" in text
     assert "Seed-table row resnet18" in text and "beaten by 1.09 points" in text
     assert "Seed-table row simplecnn" in text and "not beaten (0.99 points worse)" in text
     assert "Seed-table row logreg" in text and "beaten by 1.03 points" in text
-    assert "more parameters went with lower top-1 error (Spearman rho -1.00)" in text
+    # three groups: too few for a rank correlation, and the report says so instead of stating one
+    assert "Spearman rho" not in text and "rho " not in text
+    assert "needs at least 5 model groups that learned" in text and "there are 3" in text
     assert "Most confused pairs for resnet18 (fast)" in text and "ECE" in text
     assert (report / "summary.md").read_text(encoding="utf-8").startswith("# Findings")
 
@@ -481,3 +483,96 @@ def test_reports_name_runs_not_the_absolute_paths_of_the_machine(report, suite, 
             if f.suffix in (".json", ".txt", ".md", ".csv", ".html"):
                 text = f.read_text(encoding="utf-8")
                 assert str(out.parent.parent) not in text, f  # the machine's temporary folder
+
+
+# --- provenance and findings that hold (issue 18) ------------------------------------------------------
+
+def _report(tmp_path, suite, meta_root):
+    out = tmp_path / "out"
+    assert main(["report", str(suite), "--out", str(out), "--data-root", str(meta_root)]) == 0
+    rows = {r["model"]: r for r in json.loads((out / "results.json").read_text(encoding="utf-8"))["rows"]}
+    return out, rows, (out / "summary.txt").read_text(encoding="utf-8")
+
+
+def test_budget_capped_rows_are_labelled_and_never_compared_with_the_tutorial(tmp_path, meta_root):
+    """main.sh's old CPU ResNet18 row: an 8-minute budget run on a subset of one epoch, at chance."""
+    suite = tmp_path / "suite"
+    make_run(suite, "logreg", "fast", 0, 80.9, 58.6, params=307_300, epochs=8,
+             config_extra={"budget_minutes": 20.0, "epochs": 8})  # the budget did not bind: a full run
+    make_run(suite, "simplecnn", "fast", 0, 60.0, 35.0, epochs=5,
+             config_extra={"budget_minutes": 5.0, "epochs": 5})  # 5 of the recipe's 20 epochs
+    make_run(suite, "resnet18", "fast", 0, 98.58, 93.65, params=11_220_132, epochs=1, acc=0.0,
+             config_extra={"budget_minutes": 8.0, "epochs": 1, "train_subset": 4600})
+    out, rows, text = _report(tmp_path, suite, meta_root)
+    assert rows["logreg"]["provenance"] == "trained here" and rows["logreg"]["published_top1_err"] == 82.03
+    assert rows["simplecnn"]["provenance"] == "budget-capped: 5 of 20 epochs (--budget-minutes 5)"
+    assert rows["resnet18"]["provenance"] == ("budget-capped: 1 of 30 epochs, on 4,600 training images "
+                                              "(--budget-minutes 8)")
+    for m in ("simplecnn", "resnet18"):
+        assert rows[m]["provenance_kind"] == "budget-capped"
+        assert rows[m]["published_top1_err"] is None and rows[m]["top1_diff_vs_published"] is None
+    md = (out / "results.md").read_text(encoding="utf-8")
+    resnet_line = next(ln for ln in md.splitlines() if ln.startswith("| resnet18"))
+    assert "not compared (budget-capped)" in resnet_line and "+74" not in md and "24.39" not in resnet_line
+    html_text = (out / "report.html").read_text(encoding="utf-8")
+    assert "budget-capped: 1 of 30 epochs" in html_text and "<th>provenance</th>" in html_text
+    assert "Seed-table row resnet18: resnet18 (fast, budget-capped) did not learn (top-1 98.58%)" in text
+    assert "Seed-table row simplecnn: simplecnn (fast, budget-capped) is budget-capped: 5 of 20 epochs" in text
+    assert "not compared with the published 45.61 / 20.37" in text
+    assert "points worse" not in text and "Seed-table row logreg" in text and "beaten by 1.13 points" in text
+
+
+def test_runs_that_did_not_learn_are_named_and_left_out_of_every_finding(tmp_path, meta_root):
+    suite = tmp_path / "suite"
+    make_run(suite, "simplecnn", "fast", 0, 45.0, 20.0)
+    make_run(suite, "resnet18", "fast", 0, 98.89, 94.52, params=11_220_132, acc=0.0)
+    make_run(suite, "vgg11", "fast", 0, 97.0, 90.0, params=9_000_000, acc=0.0)  # at the threshold: not learned
+    out, rows, text = _report(tmp_path, suite, meta_root)
+    assert "resnet18 (fast) did not learn: test top-1 error 98.89% (chance is 99.00%" in text
+    assert "vgg11 (fast) did not learn: test top-1 error 97.00%" in text
+    other = [ln for ln in text.splitlines() if "did not learn" not in ln]
+    assert not any("resnet18" in ln or "vgg11" in ln for ln in other), other
+    assert "of the 1 group(s) that learned: simplecnn (fast)" in text
+    assert "Calibration of simplecnn (fast)" in text and "Most confused pairs for simplecnn (fast)" in text
+
+
+def test_a_rank_correlation_needs_five_groups_that_learned_and_names_test_and_n(tmp_path, meta_root):
+    suite = tmp_path / "suite"
+    # five groups that learned: more parameters, lower error, exactly (rho -1); a sixth, largest, at chance
+    # would break the ordering if it were counted
+    for i, model in enumerate(["logreg", "simplecnn", "resnet18", "resnet34", "wrn16_8"]):
+        make_run(suite, model, "fast", 0, 80.0 - 10 * i, 60.0 - 10 * i, params=1_000_000 * (i + 1),
+                 gflops=0.1 * (i + 1))
+    make_run(suite, "resnet50", "fast", 0, 99.0, 95.0, params=50_000_000, gflops=5.0, acc=0.0)
+    _, _, text = _report(tmp_path, suite, meta_root)
+    assert ("Across 5 model groups that learned, more parameters went with lower top-1 error "
+            "(Spearman rank correlation, n = 5: rho -1.00)") in text
+    assert "more GFLOPs went with lower top-1 error (Spearman rank correlation, n = 5: rho -1.00)" in text
+    assert "resnet50 (fast) did not learn" in text and "needs at least 5" not in text
+
+
+def test_shipped_weights_row_says_how_they_were_trained_and_is_compared(tmp_path, meta_root):
+    """A run folder as `c100 eval WEIGHTS --run-out` writes it: no metrics.jsonl, provenance in summary.json."""
+    suite = tmp_path / "suite"
+    make_run(suite, "logreg", "fast", 0, 80.9, 58.6, params=307_300)
+    prov = {"kind": "shipped", "weights": "resnet18.safetensors", "command": "c100 train resnet18 --recipe cpu",
+            "machine": "cpu (2 threads, x86_64, bf16 units)", "train_time_s": 9000.0, "images_per_s": 180.0,
+            "evaluated_on": "cpu (2 threads, x86_64, bf16 units)"}
+    d = make_run(suite, "resnet18", "cpu", 0, 24.1, 6.9, params=11_220_132, val=False, epochs=40,
+                 device=prov["machine"], summary_extra={"provenance": prov})
+    (d / "metrics.jsonl").unlink()  # the curves stay with the training run
+    out, rows, text = _report(tmp_path, suite, meta_root)  # no problem: the report call would fail on one
+    r = rows["resnet18"]
+    assert r["recipe"] == "cpu, shipped" and r["provenance_kind"] == "shipped weights"
+    assert r["provenance"] == ("shipped weights, trained by `c100 train resnet18 --recipe cpu` on "
+                               "cpu (2 threads, x86_64, bf16 units) in 2.50 h; evaluated here")
+    assert r["published_top1_err"] == 24.39 and r["top1_diff_vs_published"] == pytest.approx(24.1 - 24.39)
+    assert "Seed-table row resnet18: resnet18 (cpu, shipped) top-1 24.10% vs published 24.39%: beaten by 0.29" in text
+    assert r["provenance"] in (out / "results.md").read_text(encoding="utf-8")
+    assert not (out / "curves_resnet18-cpu_shipped.png").exists() and (out / "curves_logreg-fast.png").exists()
+    # shipped and trained-here runs of one model, recipe and seed are two rows, not duplicates
+    make_run(tmp_path / "suite2", "resnet18", "cpu", 0, 25.0, 7.0, params=11_220_132, epochs=40)
+    assert main(["report", str(suite), str(tmp_path / "suite2"), "--out", str(tmp_path / "o2"),
+                 "--data-root", str(meta_root)]) == 0
+    recipes = {r["recipe"] for r in json.loads((tmp_path / "o2" / "results.json").read_text())["rows"]}
+    assert {"cpu", "cpu, shipped"} <= recipes

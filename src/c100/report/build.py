@@ -96,7 +96,8 @@ def _write_report(runs, problems, out, data_root):
 
     curves = [(f"curves-{slug(*k)}", f"Learning curves, {k[0]} ({k[1]}): loss and top-1 error, train vs validation",
                plots.learning_curves(f"{k[0]} ({k[1]})", groups[k], out / f"curves_{slug(*k)}.png"))
-              for k in ((r["model"], r["recipe"]) for r in rows)]
+              for k in ((r["model"], r["recipe"]) for r in rows)
+              if any(run.metrics for run in groups[k]) or not all(run.shipped for run in groups[k])]
     costs = [("error-vs-params", "Test error vs parameters (log scale)",
               plots.error_vs(rows, "params", "parameters", out / "error_vs_params.png")),
              ("error-vs-gflops", "Test error vs forward GFLOPs per image (log scale)",

@@ -49,9 +49,23 @@ class Run:
     variant: str = ""  # the config values that set this run apart from others of its model and recipe
 
     @property
+    def shipped(self):
+        """Shipped weights evaluated here (c100 eval WEIGHTS --run-out): a row of its own."""
+        p = self.summary.get("provenance")
+        return isinstance(p, dict) and p.get("kind") == "shipped"
+
+    @property
     def key(self):
         recipe = self.summary["recipe"]
-        return (self.summary["model"], f"{recipe} [{self.variant}]" if self.variant else recipe)
+        label = f"{recipe} [{self.variant}]" if self.variant else recipe
+        return (self.summary["model"], f"{label}, shipped" if self.shipped else label)
+
+    @property
+    def provenance(self):
+        """(kind, label): trained here, budget-capped, subset or shipped weights (c100.provenance)."""
+        from c100.provenance import provenance
+
+        return provenance(self.summary, self.config)
 
     @property
     def seed(self):
@@ -119,6 +133,8 @@ def summary_errors(s):
         if not ok:
             want = "a finite number" if kind is NUMBER else kind.__name__
             errs.append(f"key {key!r} should be {want}, got {s[key]!r}")
+    if "provenance" in s and not isinstance(s["provenance"], dict):
+        errs.append(f"key 'provenance' should be an object, got {s['provenance']!r}")
     for split in ("test", "val"):
         d = s.get(split)
         if not isinstance(d, dict):
@@ -217,7 +233,10 @@ def read_run(d: Path, problems):
         problems.append(Problem(s_path, "; ".join(errs) + "; run left out"))
         return None
     config = _read_json(d / "config.json", problems, "run kept; class names from --data-root only") or {}
-    metrics = read_metrics(d / "metrics.jsonl", summary.get("epochs"), problems)
+    shipped = isinstance(summary.get("provenance"), dict) and summary["provenance"].get("kind") == "shipped"
+    # shipped weights evaluated here have no epochs of their own: their curves stay with the training run
+    no_curves = shipped and not (d / "metrics.jsonl").exists()
+    metrics = [] if no_curves else read_metrics(d / "metrics.jsonl", summary.get("epochs"), problems)
     preds = d / "predictions.npz" if check_predictions(d / "predictions.npz", summary, problems) else None
     return Run(d, summary, config, metrics, preds)
 
@@ -234,7 +253,7 @@ def label_variants(runs):
     groups = {}
     for r in runs:
         if r.config:
-            groups.setdefault((r.summary["model"], r.summary["recipe"]), []).append(r)
+            groups.setdefault((r.summary["model"], r.summary["recipe"], r.shipped), []).append(r)
     for group in groups.values():
         sigs = [_signature(r.config) for r in group]
         keys = sorted({k for s in sigs for k in s})

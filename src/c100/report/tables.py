@@ -1,6 +1,9 @@
 """The results table: one row per (model, recipe), numbers over seeds, written as md, csv and json.
 
 "±" is the sample standard deviation over seeds (n - 1 in the denominator; none for one seed).
+Every row names its provenance (c100.provenance): trained here, budget-capped, subset or shipped
+weights evaluated here. Only the recipe's own results (trained here, shipped weights) are compared with
+the seed tutorial's figures; a budget-capped or subset row is not the recipe's result and is not.
 """
 import csv
 import json
@@ -8,13 +11,16 @@ import math
 import statistics
 from collections import defaultdict
 
+from c100.provenance import COMPARABLE, duration
+
 # The seed tutorial's table (test set, percent): published top-1 / top-5 error per model.
 PUBLISHED = {"logreg": (82.03, 60.56), "simplecnn": (45.61, 20.37), "resnet18": (24.39, 6.95)}
 
 COLUMNS = ["model", "recipe", "n_seeds", "seeds", "params", "gflops",
            "test_top1_err_mean", "test_top1_err_std", "test_top5_err_mean", "test_top5_err_std",
            "val_top1_err_mean", "val_top1_err_std", "train_time_s_mean", "images_per_s_mean", "device",
-           "published_top1_err", "published_top5_err", "top1_diff_vs_published", "top5_diff_vs_published"]
+           "published_top1_err", "published_top5_err", "top1_diff_vs_published", "top5_diff_vs_published",
+           "provenance_kind", "provenance"]
 
 
 def mean_std(values):
@@ -42,7 +48,12 @@ def group_row(key, runs):
     row["train_time_s_mean"] = mean_std([x["train_time_s"] for x in s])[0]
     row["images_per_s_mean"] = mean_std([x["images_per_s"] for x in s])[0]
     row["device"] = "; ".join(dict.fromkeys(x["device"] for x in s))
-    pub = PUBLISHED.get(key[0])
+    kinds = dict.fromkeys(r.provenance for r in runs)  # (kind, label), one per distinct provenance
+    row["provenance_kind"] = "; ".join(dict.fromkeys(k for k, _ in kinds))
+    row["provenance"] = "; ".join(label for _, label in kinds)
+    # the tutorial's figures are the recipe's result: a budget-capped or subset run is not compared with them
+    comparable = all(k in COMPARABLE for k, _ in kinds)
+    pub = PUBLISHED.get(key[0]) if comparable else None
     row["published_top1_err"], row["published_top5_err"] = pub or (None, None)
     row["top1_diff_vs_published"] = row["test_top1_err_mean"] - pub[0] if pub else None
     row["top5_diff_vs_published"] = row["test_top5_err_mean"] - pub[1] if pub else None
@@ -60,7 +71,8 @@ def run_record(run):
     return {"run": run.name or run.path.name, "model": s["model"], "recipe": run.key[1], "seed": s["seed"],
             "test_top1_err": s["test"]["top1_err"], "test_top5_err": s["test"]["top5_err"],
             "val_top1_err": run.val_top1, "params": s["params"], "gflops": s["gflops"],
-            "train_time_s": s["train_time_s"], "images_per_s": s["images_per_s"], "device": s["device"]}
+            "train_time_s": s["train_time_s"], "images_per_s": s["images_per_s"], "device": s["device"],
+            "provenance_kind": run.provenance[0], "provenance": run.provenance[1]}
 
 
 def _pm(mean, std, digits=2):
@@ -69,12 +81,13 @@ def _pm(mean, std, digits=2):
     return f"{mean:.{digits}f}" + (f" ± {std:.{digits}f}" if std is not None else "")
 
 
-def _duration(sec):
-    return f"{sec:.1f} s" if sec < 120 else f"{sec / 60:.1f} min" if sec < 7200 else f"{sec / 3600:.2f} h"
+_duration = duration
 
 
 def _published(row):
     if row["published_top1_err"] is None:
+        if row["model"] in PUBLISHED:  # left out on purpose: say why
+            return f"not compared ({row['provenance_kind']})", "—"
         return "—", "—"
     return (f"{row['published_top1_err']:.2f} / {row['published_top5_err']:.2f}",
             f"{row['top1_diff_vs_published']:+.2f} / {row['top5_diff_vs_published']:+.2f}")
@@ -82,7 +95,8 @@ def _published(row):
 
 def markdown(rows):
     head = ["model", "recipe", "params", "GFLOPs", "test top-1 err %", "test top-5 err %", "seeds",
-            "val top-1 err %", "train time", "images/s", "device", "seed table top-1 / top-5", "Δ top-1 / top-5"]
+            "val top-1 err %", "train time", "images/s", "device", "seed table top-1 / top-5", "Δ top-1 / top-5",
+            "provenance"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         pub, diff = _published(r)
@@ -90,11 +104,16 @@ def markdown(rows):
                  _pm(r["test_top1_err_mean"], r["test_top1_err_std"]),
                  _pm(r["test_top5_err_mean"], r["test_top5_err_std"]),
                  str(r["n_seeds"]), _pm(r["val_top1_err_mean"], r["val_top1_err_std"]),
-                 _duration(r["train_time_s_mean"]), f"{r['images_per_s_mean']:,.0f}", r["device"], pub, diff]
+                 _duration(r["train_time_s_mean"]), f"{r['images_per_s_mean']:,.0f}", r["device"], pub, diff,
+                 r["provenance"]]
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines.append("Errors in percent on the test set unless marked val; ± = sample std over seeds; "
-                 "Δ = our mean minus the seed tutorial's published figure (negative = lower error).")
+                 "Δ = our mean minus the seed tutorial's published figure (negative = lower error). "
+                 "Provenance: trained here = the recipe trained in full in the run folder (on the device shown); "
+                 "budget-capped / subset = a run cut short by --budget-minutes or train_subset, not the "
+                 "recipe's result, so not compared with the seed tutorial; shipped weights = a weights file "
+                 "evaluated on the test set here (train time, images/s and device are its training run's).")
     return "\n".join(lines) + "\n"
 
 
