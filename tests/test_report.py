@@ -533,6 +533,8 @@ def test_runs_that_did_not_learn_are_named_and_left_out_of_every_finding(tmp_pat
     other = [ln for ln in text.splitlines() if "did not learn" not in ln]
     assert not any("resnet18" in ln or "vgg11" in ln for ln in other), other
     assert "of the 1 group(s) that learned: simplecnn (fast)" in text
+    resnet_line = next(ln for ln in (out / "results.md").read_text().splitlines() if ln.startswith("| resnet18"))
+    assert "+74.50 / +87.57 (did not learn)" in resnet_line  # a full-recipe row: compared, and said to be at chance
     assert "Calibration of simplecnn (fast)" in text and "Most confused pairs for simplecnn (fast)" in text
 
 

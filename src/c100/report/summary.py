@@ -11,19 +11,11 @@ analysis.analyse_predictions returns; where the data cannot support a claim, non
 import numpy as np
 
 from c100.provenance import BUDGET, SUBSET
-from c100.report.tables import PUBLISHED
+from c100.report.tables import CHANCE_TOP1_ERR, DID_NOT_LEARN_TOP1_ERR, PUBLISHED, learned
 
-CHANCE_TOP1_ERR = 99.0  # 100 classes: guessing is right 1% of the time
-# at or above: under 3% right, within 2 points of chance (the 8-minute ResNet18 CPU budget runs ended at
-# 98.58 and 98.89); below it a model has learned something worth describing
-DID_NOT_LEARN_TOP1_ERR = 97.0
 # Spearman's rho over n points: with n <= 4 no ordering reaches a two-sided p below 0.05 (n = 4: the
 # most extreme of the 24 orderings has p = 2/24 = 0.083); n = 5 allows p = 2/120 = 0.017
 MIN_GROUPS_FOR_RANK_CORRELATION = 5
-
-
-def learned(row):
-    return row["test_top1_err_mean"] < DID_NOT_LEARN_TOP1_ERR
 
 
 def _name(row):
