@@ -259,7 +259,8 @@ class LoadedModel:
 
     ``metadata``: model, recipe, normalize, num_classes, weights ("ema" or "model"), source,
     test_top1_err / test_top5_err (None when unknown), c100_version (of the file's writer),
-    config (the TrainConfig dict, when known).
+    config (the TrainConfig dict, when known), training (how the run was trained: command, machine,
+    train_time_s, wall_time_s, images_per_s, finished_at; None when unknown).
     """
 
     def __init__(self, model, metadata: dict, names: ClassNames, device="cpu"):
@@ -385,7 +386,7 @@ def build_model(name, state_dict, where, config=None):
 
 
 def _run_summary(ckpt_path, ckpt):
-    """The run's summary.json test errors when the checkpoint is the run's final one, else None."""
+    """The run's summary.json when the checkpoint is the run's final one, else None."""
     path = Path(ckpt_path)
     summary = path.parent.parent / "summary.json"
     if path.parent.name != "checkpoints" or path.name != "last.pt" or not summary.is_file():
@@ -397,7 +398,7 @@ def _run_summary(ckpt_path, ckpt):
     test = s.get("test") or {}
     if s.get("status") != "finished" or s.get("epochs") != ckpt.get("epoch") or "top1_err" not in test:
         return None
-    return test
+    return s
 
 
 def load_checkpoint_model(path, device="cpu", data_root=None) -> LoadedModel:
@@ -411,13 +412,18 @@ def load_checkpoint_model(path, device="cpu", data_root=None) -> LoadedModel:
         raise CheckpointError(f"{path}: its config is not valid here ({e})") from e
     use_ema = bool(ckpt.get("ema"))
     model = build_model(cfg.model, ckpt["ema"] if use_ema else ckpt["model"], path, ckpt["config"])
-    test = _run_summary(path, ckpt) or {}
+    from c100.provenance import training_record
+
+    summary = _run_summary(path, ckpt)
+    test = summary["test"] if summary else {}
     names = class_names(data_root)
     metadata = {"model": cfg.model, "recipe": cfg.recipe, "normalize": cfg.normalize, "num_classes": 100,
                 "weights": "ema" if use_ema else "model", "source": str(path), "epoch": ckpt.get("epoch"),
                 "test_top1_err": test.get("top1_err"), "test_top5_err": test.get("top5_err"),
                 "test_tta": test.get("tta"), "c100_version": ckpt.get("c100_version"),
-                "config": ckpt["config"], "class_names_source": names.source}
+                "config": ckpt["config"], "class_names_source": names.source,
+                # how the run was trained (command, machine, time): what a shipped row names
+                "training": training_record(summary, ckpt["config"]) if summary else None}
     return LoadedModel(model, metadata, names, device)
 
 
@@ -439,6 +445,11 @@ def weights_metadata(m: LoadedModel) -> dict:
             out[key] = str(md[key])
     if md.get("config") is not None:
         out["config"] = json.dumps(md["config"])
+    from c100.provenance import TRAINING_KEYS
+
+    for key, value in (md.get("training") or {}).items():
+        if key in TRAINING_KEYS:
+            out[TRAINING_KEYS[key]] = str(value)
     return out
 
 
@@ -483,12 +494,21 @@ def _parse_metadata(raw, path):
         epoch = int(raw["epoch"]) if "epoch" in raw else None
     except (ValueError, TypeError) as e:
         raise CheckpointError(f"{path}: malformed metadata ({e})") from e
+    from c100.provenance import TRAINING_KEYS
+
+    training = {k: raw[key] for k, key in TRAINING_KEYS.items() if key in raw}
+    for k in ("train_time_s", "wall_time_s", "images_per_s"):
+        if k in training:
+            try:
+                training[k] = float(training[k])
+            except ValueError as e:
+                raise CheckpointError(f"{path}: malformed metadata {TRAINING_KEYS[k]} ({e})") from e
     names = ClassNames(fine, coarse, table, raw.get("class_names_source", "weights file metadata"))
     names.check(num, path)
     md = {"model": raw["model"], "recipe": raw["recipe"], "normalize": raw["normalize"], "num_classes": num,
           "weights": raw.get("weights", "model"), "source": str(path), "epoch": epoch, **floats,
           "test_tta": raw.get("test_tta"), "c100_version": raw.get("c100_version"), "config": config,
-          "class_names_source": f"weights file metadata ({names.source})"}
+          "class_names_source": f"weights file metadata ({names.source})", "training": training or None}
     return md, names
 
 
