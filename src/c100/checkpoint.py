@@ -112,8 +112,8 @@ def load_checkpoint(path, map_location="cpu") -> dict:
 
 
 # what c100 predict / eval take, for the messages about files that are something else
-TAKES = ("`c100 eval` takes a checkpoint (RUN/checkpoints/*.pt) or a run folder; `c100 predict` also takes "
-         "a .safetensors weights file")
+TAKES = ("`c100 eval` takes a checkpoint (RUN/checkpoints/*.pt), a run folder or a .safetensors weights file, "
+         "and so does `c100 predict`")
 
 
 def what_else(raw) -> str | None:

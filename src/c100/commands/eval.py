@@ -1,7 +1,12 @@
-"""c100 eval: top-1/top-5 error and loss of a checkpoint on the test (or validation) set.
+"""c100 eval: top-1/top-5 error and loss of a checkpoint or weights file on the test (or validation) set.
 
     c100 eval runs/resnet18-fast-s0/checkpoints/last.pt
     c100 eval RUN_DIR --split val --tta flip --analysis
+    c100 eval resnet18 --run-out runs/seed-table/resnet18-shipped     # weights/resnet18.safetensors
+
+A weights file (.safetensors, or the name of a model whose weights ship) is evaluated with the TTA
+its metadata names; --run-out DIR then also writes DIR as a run folder (docs/RUN_FORMAT.md) marked
+"shipped weights" with the file's training record, so `c100 report` shows it as such a row.
 """
 import argparse
 import json
@@ -12,7 +17,8 @@ from pathlib import Path
 def add_parser(sub):
     p = sub.add_parser("eval", help="evaluate a checkpoint", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoint", help="a checkpoint file, or a run folder (uses checkpoints/last.pt)")
+    p.add_argument("checkpoint", help="a checkpoint file, a run folder (uses checkpoints/last.pt), a .safetensors "
+                                      "weights file or the name of a model whose weights ship (weights/<name>.safetensors)")
     p.add_argument("--split", choices=("test", "val"), default="test")
     p.add_argument("--tta", choices=("none", "flip", "flip-translate"), default=None,
                    help="test-time augmentation (default: the run's config)")
@@ -21,6 +27,9 @@ def add_parser(sub):
     p.add_argument("--analysis", action="store_true",
                    help="also write per-class, confusion and calibration outputs")
     p.add_argument("--out", help="folder for eval.json (and the analysis); default: next to the checkpoint")
+    p.add_argument("--run-out", metavar="DIR",
+                   help="weights files, test split: also write DIR as a run folder marked 'shipped weights' "
+                        "(config.json, summary.json, predictions.npz) for c100 report")
     p.add_argument("--json", action="store_true")
     p.add_argument("--data-root")
     p.add_argument("--verify", choices=("full", "structure"), default="full")
@@ -41,12 +50,39 @@ def shown_checkpoint(path, out):
     return str(path)
 
 
+def is_weights(arg) -> bool:
+    """A .safetensors file, or a model name with no such path here (its shipped weights)."""
+    from c100.inference import _is_safetensors
+    from c100.models import list_models
+
+    p = Path(arg)
+    if p.is_file():
+        return p.suffix == ".safetensors" or _is_safetensors(p)
+    return p.suffix == ".safetensors" or (not p.exists() and str(arg) in list_models())
+
+
+def eval_images(root, split, cfg, verify):
+    """(uint8 images, fine labels, coarse labels) of the test split or the config's validation split."""
+    from c100.data.cifar import load_split, stratified_split
+    from c100.errors import ConfigError
+
+    if split == "test":
+        s = load_split(root, "test", verify)
+        return s.images, s.fine, s.coarse
+    if cfg is None or not cfg.val_size:
+        raise ConfigError("this run held out no validation images (val_size 0, or no config in the weights file); "
+                          "use --split test")
+    train = load_split(root, "train", verify)
+    _, idx = stratified_split(train.fine, cfg.val_size, cfg.split_seed)
+    return train.images[idx], train.fine[idx], train.coarse[idx]
+
+
 def run(args):
     import torch
 
     from c100.atomic import atomic_write_json
     from c100.checkpoint import load_checkpoint
-    from c100.data.cifar import ensure_data, load_meta, load_split, stratified_split
+    from c100.data.cifar import ensure_data, load_meta
     from c100.data.loader import Normalizer
     from c100.engine.config import TrainConfig, model_kwargs
     from c100.engine.evaluate import evaluate
@@ -57,6 +93,13 @@ def run(args):
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be positive, got {args.batch_size}")
+    if is_weights(args.checkpoint):
+        from c100.shipped import run_weights
+
+        return run_weights(args)
+    if args.run_out:
+        raise ConfigError("--run-out takes a weights file (.safetensors or a shipped model name); a checkpoint's "
+                          "run folder already is a run folder")
     path = resolve_checkpoint(args.checkpoint)
     ckpt = load_checkpoint(path)
     cfg = TrainConfig.from_dict(ckpt["config"]).replace(device=args.device)
@@ -68,15 +111,7 @@ def run(args):
         raise CheckpointError(f"{path}: weights do not fit model {cfg.model!r} ({str(e).splitlines()[0]})") from e
     model.to(device)
     root = ensure_data(args.data_root)
-    if args.split == "test":
-        split = load_split(root, "test", args.verify)
-        images, labels, coarse = split.images, split.fine, split.coarse
-    else:
-        if not cfg.val_size:
-            raise ConfigError("this run held out no validation images (val_size 0); use --split test")
-        train = load_split(root, "train", args.verify)
-        _, idx = stratified_split(train.fine, cfg.val_size, cfg.split_seed)
-        images, labels, coarse = train.images[idx], train.fine[idx], train.coarse[idx]
+    images, labels, coarse = eval_images(root, args.split, cfg, args.verify)
     tta = args.tta or cfg.tta
     autocast, _ = autocast_for(cfg, device)
     try:
