@@ -34,7 +34,8 @@ from c100.data import cifar
 from c100.engine import trainer
 from c100.engine.config import TrainConfig
 from c100.engine.trainer import train_step
-from c100.errors import CheckpointError, ResourceError
+from c100.errors import CheckpointError, DataContentError, ResourceError
+from c100.inference import builtin_class_names
 from c100.models import create_model
 from c100.models.registry import _REGISTRY, ModelEntry, list_models
 from c100.runlog import RunDir
@@ -577,6 +578,15 @@ def _garbage(root, split="train"):
     (root / "cifar-100-python" / split).write_bytes(b"this is not a pickle at all \x00\xff" * 50)
 
 
+def _official_meta(root, swap=(0, 0), coarse_swap=(0, 0)):
+    """The official label names, with two fine and two coarse positions swapped."""
+    names = builtin_class_names()
+    fine, coarse = list(names.fine), list(names.coarse)
+    for lst, (i, j) in ((fine, swap), (coarse, coarse_swap)):
+        lst[i], lst[j] = lst[j], lst[i]
+    cifar.write_meta(root, fine, coarse)
+
+
 BAD_DATA = {
     "missing folder": (lambda r: None, 3, "CIFAR-100 not found"),
     "missing meta": (lambda r: (r / "cifar-100-python" / "meta").unlink(), 3, "missing data file"),
@@ -597,6 +607,10 @@ BAD_DATA = {
                                "per-class counts"),
     "not a dict": (lambda r: (r / "cifar-100-python" / "train").write_bytes(pickle.dumps([1, 2, 3])), 5,
                    "no field 'data'"),
+    "meta names reordered": (lambda r: _official_meta(r, swap=(3, 4)), 5, "fine label names are CIFAR-100's in "
+                             "another order (position 3: 'beaver', the official 'bear')"),
+    "meta coarse names reordered": (lambda r: _official_meta(r, swap=(0, 0), coarse_swap=(0, 19)), 5,
+                                    "coarse label names are CIFAR-100's in another order (position 0"),
     "meta without names": (lambda r: (r / "cifar-100-python" / "meta").write_bytes(
         pickle.dumps({b"fine_label_names": 5, b"coarse_label_names": []})), 5, "label names"),
 }
@@ -614,6 +628,37 @@ def test_bad_data_gets_its_own_message_and_exit_code_from_data_check_and_train(t
     rc, out, err = main(["train", "simplecnn", "--data-root", root, "--out", tmp_path / "r", *OPTS], capsys)
     assert_clean_error(rc, err, code, needle)
     assert not (tmp_path / "r" / "checkpoints").exists()
+
+
+def test_label_names_are_verified_against_the_official_ones_in_order(tmp_path):
+    make_cifar(tmp_path, 1, 1)  # names fine_0 ...: a data set with its own names
+    assert cifar.load_meta(tmp_path).fine_names[0] == "fine_0"  # accepted by --verify structure
+    with pytest.raises(DataContentError, match="fine label names are not CIFAR-100's .*position 0: 'fine_0'"):
+        cifar.load_meta(tmp_path, "full")
+    _official_meta(tmp_path)
+    assert cifar.load_meta(tmp_path, "full").fine_names == builtin_class_names().fine
+    _official_meta(tmp_path, swap=(10, 90))
+    for verify in ("structure", "full"):
+        with pytest.raises(DataContentError, match="in another order .*position 10"):
+            cifar.load_meta(tmp_path, verify)
+    # a prediction never shows the reordered names: they are refused, the built-in list is used
+    from c100.inference import class_names
+
+    assert class_names(tmp_path).fine == builtin_class_names().fine
+
+
+def test_data_check_of_the_real_data_with_a_reordered_meta_file_fails(real_data, tmp_path, capsys):
+    d = tmp_path / "cifar-100-python"
+    d.mkdir()
+    for split in ("train", "test"):
+        (d / split).symlink_to(real_data / "cifar-100-python" / split)
+    meta = pickle.loads((real_data / "cifar-100-python" / "meta").read_bytes(), encoding="bytes")
+    names = meta[b"fine_label_names"]
+    names[0], names[1] = names[1], names[0]  # apple <-> aquarium_fish: pixels and labels stay official
+    (d / "meta").write_bytes(pickle.dumps(meta, protocol=2))
+    rc, out, err = main(["data", "check", "--data-root", tmp_path], capsys)  # --verify full
+    assert_clean_error(rc, err, 5, "fine label names are CIFAR-100's in another order", "'aquarium_fish'")
+    assert "verified" not in out
 
 
 def test_full_verification_of_an_official_size_copy_with_wrong_pixels_fails_the_hash(tmp_path, capsys):
@@ -636,21 +681,31 @@ def nan_model(monkeypatch):
     return "_nan_at_step_10"
 
 
-class _NanAfter(nn.Module):
-    """A small CNN whose n-th training forward pass returns NaN logits (a deterministic blow-up)."""
+@pytest.fixture
+def exploding_model(monkeypatch):
+    """A test-only model whose logits are multiplied by 1e8 at training step 10: a finite, huge loss."""
+    list_models()
+    monkeypatch.setitem(_REGISTRY, "_explode_at_step_10", ModelEntry(
+        "_explode_at_step_10", lambda num_classes=100: _NanAfter(num_classes, 10, 1e8), "test"))
+    return "_explode_at_step_10"
 
-    def __init__(self, num_classes, n):
+
+class _NanAfter(nn.Module):
+    """A small CNN whose n-th training forward pass returns NaN logits (a deterministic blow-up), or
+    logits times ``factor`` when one is given (a divergence)."""
+
+    def __init__(self, num_classes, n, factor=float("nan")):
         super().__init__()
         self.conv = nn.Conv2d(3, 8, 3, padding=1)
         self.fc = nn.Linear(8 * 4 * 4, num_classes)
-        self.n, self.calls = n, 0
+        self.n, self.calls, self.factor = n, 0, factor
 
     def forward(self, x):
         y = self.fc(F.adaptive_avg_pool2d(F.relu(self.conv(x)), 4).flatten(1))
         if self.training:
             self.calls += 1
             if self.calls == self.n:
-                y = y * float("nan")
+                y = y * self.factor
         return y
 
 
@@ -667,6 +722,22 @@ def test_a_nan_loss_stops_the_run_with_exit_8_and_keeps_the_last_good_checkpoint
     ck = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     assert ck["epoch"] == 2 and _all_finite(ck["model"])
     assert len(metrics_rows(run_dir)) == 2
+
+
+def test_a_diverging_loss_stops_the_run_like_a_nan_and_names_the_lr_to_lower(tiny_data, run_dir, capsys):
+    rc, out, err = main(train_argv(tiny_data, run_dir, "--lr", "99"), capsys)  # mean loss 2.2e9 in epoch 1
+    assert_clean_error(rc, err, 8, "the training diverged in epoch 1", "above 46.1", "--lr 99 now, try 9.9",
+                       "no checkpoint had been written yet")
+    assert "done" not in out and not (run_dir / "summary.json").exists()
+
+
+def test_a_loss_explosion_keeps_the_last_good_checkpoint(tiny_data, run_dir, exploding_model, capsys):
+    argv = ["train", exploding_model, "--data-root", tiny_data, "--out", run_dir, *OPTS, "--epochs", "4"]
+    rc, _, err = main(argv, capsys)  # step 10 is in epoch 3: its loss is ~1e8, finite
+    assert_clean_error(rc, err, 8, "the training diverged in epoch 3", f"the last good checkpoint {run_dir}",
+                       "--lr", "--grad-clip")
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["epoch"] == 2
+    assert len(metrics_rows(run_dir)) == 2 and not (run_dir / "summary.json").exists()
 
 
 def test_nan_weights_after_the_last_loss_check_are_never_checkpointed(tiny_data, run_dir, monkeypatch, capsys):
@@ -789,8 +860,14 @@ def test_conflicting_options_and_occupied_run_folders(tiny_data, baseline, tmp_p
     assert_clean_error(rc, err, 7, "differs in lr")
     rc, _, err = main(train_argv(tiny_data, baseline, "--lr", "0.3"), capsys)
     assert_clean_error(rc, err, 7, "already holds a different run", "lr")
-    rc, _, err = main(train_argv(tiny_data, baseline), capsys)
-    assert_clean_error(rc, err, 7, "already holds this run", f"c100 train --resume {baseline}")
+    rc, _, err = main(train_argv(tiny_data, baseline), capsys)  # finished: where its results are, no --resume
+    assert_clean_error(rc, err, 7, f"{baseline} already holds this run, finished (test top-1 err",
+                       f"results are in {baseline / 'summary.json'}", f"`c100 report {baseline}`")
+    assert "--resume" not in err
+    stopped = tmp_path / "stopped"
+    assert main(train_argv(tiny_data, stopped, "--stop-at-epoch", "1"), capsys)[0] == 0
+    rc, _, err = main(train_argv(tiny_data, stopped), capsys)
+    assert_clean_error(rc, err, 7, "already holds this run with progress", f"c100 train --resume {stopped}")
     (tmp_path / "afile").write_text("x")
     rc, _, err = main(train_argv(tiny_data, tmp_path / "afile"), capsys)
     assert_clean_error(rc, err, 7, "is a file")
@@ -802,6 +879,70 @@ def test_conflicting_options_and_occupied_run_folders(tiny_data, baseline, tmp_p
     assert_clean_error(rc, err, 2, "--batch-size must be positive")
     rc, _, err = main(["bench", "simplecnn", "--seeds", "0", *common], capsys)
     assert_clean_error(rc, err, 2, "--seeds must be at least 1")
+
+
+# ============================================================================= run folders (issue 15)
+def test_a_suite_folder_or_a_foreign_folder_is_refused_as_out(tiny_data, baseline, tmp_path, capsys):
+    suite = baseline.parent  # holds the run folder "run"
+    before = sorted(p.name for p in suite.iterdir())
+    rc, _, err = main(train_argv(tiny_data, suite), capsys)
+    assert_clean_error(rc, err, 7, f"{suite} is a suite folder (it holds the run(s) run)", f"--out {suite / 'NAME'}")
+    assert sorted(p.name for p in suite.iterdir()) == before
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "cat.png").write_bytes(b"\x89PNG")
+    rc, _, err = main(train_argv(tiny_data, photos), capsys)
+    assert_clean_error(rc, err, 7, f"{photos} is not empty and holds no c100 run (cat.png)", "choose another --out")
+    assert [p.name for p in photos.iterdir()] == ["cat.png"]  # no lock file or anything else left
+    bench_argv = ["bench", "simplecnn", "--suite", tmp_path / "s", "--data-root", tiny_data, *OPTS[2:]]
+    (tmp_path / "s" / "simplecnn-fast-s0").mkdir(parents=True)
+    (tmp_path / "s" / "simplecnn-fast-s0" / "notes.txt").write_text("mine")
+    rc, _, err = main(bench_argv, capsys)
+    assert_clean_error(rc, err, 7, "is not empty and holds no c100 run (notes.txt)")
+
+
+def test_a_second_process_cannot_train_into_a_folder_in_use(tiny_data, run_dir, capsys):
+    # the first `c100 train` holds its config.json write open for 60 s: it owns the folder meanwhile
+    first = subprocess.Popen([sys.executable, "-m", "c100", *map(str, train_argv(tiny_data, run_dir))],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                             env={**os.environ, **SUB_ENV, atomic.SLOW_WRITE_ENV: "60:config.json"})
+    try:
+        deadline = time.monotonic() + 120  # a hang guard, not a timing bound
+        while not list(run_dir.glob(".config.json.*.tmp")):
+            assert first.poll() is None and time.monotonic() < deadline, first.stdout.read().decode()
+            time.sleep(0.05)
+        rc, out, err = main(train_argv(tiny_data, run_dir), capsys)
+        assert_clean_error(rc, err, 7, f"{run_dir} is in use: another c100 process (pid {first.pid})",
+                           f"kill {first.pid}", "another --out")
+        rc, out, err = main(resume_argv(tiny_data, run_dir), capsys)
+        assert_clean_error(rc, err, 7, f"(pid {first.pid}) is training into it")
+        assert first.poll() is None  # the owner goes on
+    finally:
+        first.kill()
+        first.wait()
+    # the kernel released the killed owner's lock: the folder (lock file and half-written config.json
+    # left behind) takes a new run, which removes its lock file when it ends
+    rc, out, err = main(train_argv(tiny_data, run_dir), capsys)
+    assert rc == 0, err
+    assert not (run_dir / ".c100.lock").exists() and not list(run_dir.glob(".*.tmp"))
+    assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
+
+
+def test_bench_reuses_a_finished_run_only_with_the_same_settings(tiny_data, tmp_path, capsys):
+    suite = tmp_path / "suite"
+    argv = ["bench", "simplecnn", "--suite", suite, "--data-root", tiny_data, *OPTS[2:], "--tta", "none"]
+    argv[argv.index("--epochs") + 1] = "1"
+    assert main(argv, capsys)[0] == 0
+    summary = (suite / "simplecnn-fast-s0" / "summary.json").read_bytes()
+    rc, out, _ = main(argv + ["--amp", "auto"], capsys)  # amp auto is recorded resolved: the same run
+    assert rc == 0 and "already finished, skipped" in out
+    changed = list(argv) + ["--lr", "0.05"]
+    changed[changed.index("--epochs") + 1] = "2"
+    rc, out, err = main(changed, capsys)
+    assert_clean_error(rc, err, 7, f"{suite / 'simplecnn-fast-s0'} (finished): epochs 1 -> 2, lr 0.1 -> 0.05",
+                       "give another --suite")
+    assert "skipped" not in out
+    assert (suite / "simplecnn-fast-s0" / "summary.json").read_bytes() == summary
 
 
 # ============================================================================= the CLI's contract

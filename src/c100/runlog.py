@@ -4,6 +4,7 @@ See docs/RUN_FORMAT.md. Only the main rank writes. Every file is written atomica
 """
 import io
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,29 @@ from c100.errors import RunFolderError
 
 # Fields that may differ between a run and its resume without changing the result's meaning.
 RESUME_MAY_DIFFER = {"device", "threads", "compile", "eval_batch_size", "notes"}
+# Fields that fit_budget (c100.engine.trainer) sets in config.json when budget_minutes is given.
+BUDGET_FITTED = {"epochs", "milestones", "warmup_epochs", "train_subset"}
+# The owner's lock: flock()ed by the one process that trains into the folder, for the whole run; it
+# holds that process's pid. The kernel drops the lock when the process ends, however it ends.
+LOCK_NAME = ".c100.lock"
+
+
+def config_differences(old: dict, new: dict) -> dict:
+    """{field: (old, new)} for the fields in which two configs give different results.
+
+    ``old`` is a config.json (c100_version ignored); RESUME_MAY_DIFFER fields are ignored, and so are
+    the fields fit_budget chose when both configs ask for the same budget_minutes.
+    """
+    a, b = _comparable(old), _comparable(new)
+    ignore = {"c100_version"}
+    if a.get("budget_minutes") and a.get("budget_minutes") == b.get("budget_minutes"):
+        ignore |= BUDGET_FITTED
+    return {k: (a.get(k), b.get(k)) for k in sorted((set(a) | set(b)) - ignore) if a.get(k) != b.get(k)}
+
+
+def differences_text(diff: dict) -> str:
+    """'epochs 1 (in the folder) -> 3, lr ...' for a config_differences result."""
+    return ", ".join(f"{k} {json.dumps(a)} -> {json.dumps(b)}" for k, (a, b) in diff.items())
 
 
 class RunDir:
@@ -24,6 +48,62 @@ class RunDir:
         self.last = self.ckpt_dir / "last.pt"
         self.best = self.ckpt_dir / "best.pt"
         self._tb = None
+        self._lock_fd, self._made_folder = None, False
+
+    # --- ownership
+    def lock(self):
+        """Become the folder's one owner until ``unlock`` (or this process's end); else RunFolderError.
+
+        An OS lock (flock) on LOCK_NAME, so two processes never train into one folder at once and a
+        killed owner leaves no stale lock. Creates the folder when it does not exist.
+        """
+        try:
+            import fcntl
+        except ImportError:  # no flock (not a POSIX system): the folder is not guarded
+            return
+        if self.path.exists() and not self.path.is_dir():
+            raise RunFolderError(f"{self.path} is a file, not a run folder; choose another --out")
+        while True:
+            self._made_folder = self._made_folder or not self.path.exists()
+            try:
+                self.path.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except FileNotFoundError:  # an owner removed the folder it had made just now: try again
+                continue
+            except OSError as e:
+                raise RunFolderError(f"cannot create the run folder lock {self.path / LOCK_NAME} "
+                                     f"({e.strerror or e}); choose another --out") from e
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise RunFolderError(f"{self.path} is in use: another c100 process (pid {owner}) is training "
+                                     f"into it; wait for it to end (or stop it: kill {owner}), or choose another "
+                                     f"--out") from None
+            try:  # the lock is ours unless its owner unlinked the file between our open and flock
+                if os.stat(self.path / LOCK_NAME).st_ino == os.fstat(fd).st_ino:
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._lock_fd = fd
+
+    def unlock(self):
+        """Release the folder and remove the lock file (safe: ``lock`` checks that the file it locked is
+        still in place); a folder that ``lock`` made and that holds nothing else is removed too."""
+        if self._lock_fd is None:
+            return
+        try:
+            os.unlink(self.path / LOCK_NAME)
+            if self._made_folder and not any(self.path.iterdir()):
+                self.path.rmdir()
+        except OSError:
+            pass  # another process is just starting in it: it keeps the folder
+        os.close(self._lock_fd)
+        self._lock_fd = None
 
     # --- starting
     def existing_config(self):
@@ -61,15 +141,38 @@ class RunDir:
             raise RunFolderError(f"{self.path} is a file, not a run folder; choose another --out")
         old = self.existing_config()
         if old is None:
+            self._refuse_foreign_content()
             return
-        old = {k: v for k, v in old.items() if k != "c100_version"}
-        if _comparable(old) != _comparable(cfg_dict):
-            diff = sorted(k for k in set(old) | set(cfg_dict) if old.get(k) != _jsonish(cfg_dict.get(k)))
-            raise RunFolderError(f"{self.path} already holds a different run (differs in: {', '.join(diff)}); "
+        diff = config_differences(old, cfg_dict)
+        if diff:
+            raise RunFolderError(f"{self.path} already holds a different run (differs in: {differences_text(diff)}); "
                                  f"choose another --out, or delete that folder")
+        done = self.finished_summary()
+        if done is not None:
+            test = done.get("test") or {}
+            err = f" (test top-1 err {test['top1_err']:.2f}%)" if isinstance(test.get("top1_err"), (int, float)) else ""
+            raise RunFolderError(f"{self.path} already holds this run, finished{err}: its results are in "
+                                 f"{self.path / 'summary.json'} and {self.path / 'predictions.npz'}; "
+                                 f"`c100 report {self.path}` tables them. To train it again, choose another --out "
+                                 f"or delete that folder")
         if self.last.exists() or (self.path / "summary.json").exists():
             raise RunFolderError(f"{self.path} already holds this run with progress; "
                                  f"continue it with `c100 train --resume {self.path}` or delete the folder")
+
+    def _refuse_foreign_content(self):
+        """A folder without config.json may hold only what a starting run leaves: its lock, and temporary
+        files of a write killed in flight. Anything else (a suite's runs, images, ...) is not c100's to use."""
+        if not self.path.is_dir():
+            return
+        other = sorted(p for p in self.path.iterdir() if p.name != LOCK_NAME and not _is_temp_file(p))
+        if not other:
+            return
+        runs = [p.name for p in other if p.is_dir() and any((p / f).is_file() for f in ("config.json", "summary.json"))]
+        if runs:
+            raise RunFolderError(f"{self.path} is a suite folder (it holds the run(s) {_some(runs)}), not a run "
+                                 f"folder; give the new run a folder of its own, e.g. --out {self.path / 'NAME'}")
+        raise RunFolderError(f"{self.path} is not empty and holds no c100 run ({_some([p.name for p in other])}); "
+                             f"a run goes into a new or empty folder: choose another --out")
 
     def write_config(self, cfg_dict):
         if self.enabled:
@@ -115,6 +218,15 @@ class RunDir:
                 self._tb.add_hparams(hparams, final or {}, run_name=".")
             self._tb.close()
             self._tb = None
+
+
+def _is_temp_file(p):
+    """A temporary file of c100.atomic's: .<name>.<random>.tmp"""
+    return p.name.startswith(".") and p.name.endswith(".tmp") and p.name.count(".") >= 3 and p.is_file()
+
+
+def _some(names, n=3):
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
 def _jsonish(v):

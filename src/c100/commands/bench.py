@@ -6,7 +6,8 @@
     c100 bench resnet18 --seeds 4 --gpus 0,1                  # runs on GPUs 0 and 1, two at a time
     c100 bench simplecnn --seeds 4 --parallel 2 --device cpu  # two CPU processes at once
 
-Interrupted, the same command resumes the unfinished runs and skips finished ones. With --parallel or
+Interrupted, the same command resumes the unfinished runs and skips finished ones; a run folder already
+holding a run with other settings (another --epochs, --lr, ...) is an error that names them. With --parallel or
 --gpus every run is a `python -m c100 train` subprocess with CUDA_VISIBLE_DEVICES set to its GPU,
 writing its own run folder and its output to <suite>/logs/<run>.log; the table comes at the end.
 """
@@ -54,6 +55,33 @@ def plan(models, recipe, seeds, overrides, suite):
     return runs
 
 
+def check_existing_runs(runs):
+    """Refuse to skip or resume a planned run whose folder holds another config (RunFolderError).
+
+    config.json records amp resolved for the machine ("auto" -> bf16/none), so the asked-for config is
+    compared with its amp resolved the same way; fields that do not change results are ignored.
+    """
+    from c100.engine.device import device_kind, resolve_amp
+    from c100.errors import RunFolderError
+    from c100.runlog import RunDir, config_differences, differences_text
+
+    bad = []
+    for cfg, run_dir in runs:
+        saved = RunDir(run_dir).existing_config()
+        if saved is None:
+            continue
+        asked = cfg.replace(amp=resolve_amp(cfg.amp, device_kind(cfg.device)))
+        diff = config_differences(saved, asked.to_dict())
+        if diff:
+            what = "finished" if run_status(run_dir) == "finished" else "unfinished"
+            bad.append(f"{run_dir} ({what}): {differences_text(diff)}")
+    if bad:
+        raise RunFolderError(f"{len(bad)} run folder(s) of the suite hold a run with other settings than asked "
+                             f"(in the folder -> asked): {'; '.join(bad)}. A suite re-uses a run only when its "
+                             f"config is the one asked for: give another --suite for these settings, or delete "
+                             f"those folders to train them again")
+
+
 def run_status(run_dir: Path):
     s = run_dir / "summary.json"
     if s.exists():
@@ -80,6 +108,7 @@ def run(args):
     overrides.pop("seed", None)
     suite = Path(args.suite or f"runs/bench-{args.recipe}")
     runs = plan(args.models, args.recipe, args.seeds, overrides, suite)  # validates every config first
+    check_existing_runs(runs)  # before anything is trained: a finished run of other settings is no result
     root = ensure_data(args.data_root, download=args.download)
     slots = resolve_slots(args.parallel, args.gpus, overrides)
     if slots is not None:

@@ -1,7 +1,7 @@
 """c100 data: find, download and verify CIFAR-100.
 
     c100 data download [--data-root DIR]    fetch the official tarball (md5-checked) and unpack it
-    c100 data check    [--data-root DIR]    verify shapes, labels, per-class counts and pixel hashes
+    c100 data check    [--data-root DIR]    verify shapes, labels, per-class counts, pixel hashes and label names
     c100 data info     [--data-root DIR]    where the data is and what it holds
 """
 import argparse
@@ -31,7 +31,7 @@ def run(args):
         s = cifar.load_split(root, split, args.verify)
         info[split] = {"images": int(len(s.fine)), "per_class": int(len(s.fine) // cifar.NUM_CLASSES),
                        "pixel_sha256": cifar.pixel_sha256(s.images)}
-    meta = cifar.load_meta(root)
+    meta = cifar.load_meta(root, args.verify)
     info["classes"], info["superclasses"] = len(meta.fine_names), len(meta.coarse_names)
     if args.json:
         print(json.dumps(info, indent=1))

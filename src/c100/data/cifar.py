@@ -195,7 +195,12 @@ def load_split(root, split, verify="full") -> Split:
     return Split(images, fine, coarse)
 
 
-def load_meta(root) -> Meta:
+def load_meta(root, verify="structure") -> Meta:
+    """The label names. ``structure``: 100 fine and 20 coarse strings, which must not be CIFAR-100's
+    names in another order (labels index names by position, so a reordering names every class wrongly);
+    ``full``: exactly the official names in the official order, as the pixel hashes are checked."""
+    if verify not in VERIFY_LEVELS:
+        raise ValueError(f"verify must be one of {VERIFY_LEVELS}")
     path = dataset_dir(root) / "meta"
     raw = safe_unpickle(path)
     try:
@@ -205,6 +210,19 @@ def load_meta(root) -> Meta:
         raise DataContentError(f"{path}: the label names are not a list of strings ({e})") from e
     if len(fine) != NUM_CLASSES or len(coarse) != NUM_SUPERCLASSES:
         raise DataContentError(f"{path}: expected {NUM_CLASSES} fine and {NUM_SUPERCLASSES} coarse names")
+    from c100.inference import builtin_class_names  # the official names (sorted, as in the meta file)
+
+    official = builtin_class_names()
+    for kind, got, want in (("fine", fine, official.fine), ("coarse", coarse, official.coarse)):
+        if got == want or (verify == "structure" and sorted(got) != sorted(want)):
+            continue  # official, or (structure) a custom data set's own names
+        i = next(i for i, (a, b) in enumerate(zip(got, want)) if a != b)
+        what = ("CIFAR-100's in another order" if sorted(got) == sorted(want) else "not CIFAR-100's")
+        raise DataContentError(f"{path}: the {kind} label names are {what} (position {i}: {got[i]!r}, the official "
+                               f"{want[i]!r}); labels index the names by position, so every prediction would be "
+                               f"named wrongly: the file is damaged or not CIFAR-100's meta"
+                               + (" (use --verify structure for a data set with its own names)"
+                                  if what == "not CIFAR-100's" else ""))
     return Meta(fine, coarse)
 
 

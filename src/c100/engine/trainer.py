@@ -46,7 +46,14 @@ from c100.models import create_model, get_entry
 from c100.models.info import count_params, forward_gflops
 from c100.runlog import RESUME_MAY_DIFFER, RunDir
 
-NAN_CHECK_EVERY = 100  # steps between host checks for a non-finite loss
+NAN_CHECK_EVERY = 100  # steps between host checks for a non-finite or exploding loss
+# A mean training loss above this is a divergence, stopped like a NaN. Guessing uniformly over the 100
+# classes costs ln(100) = 4.61, and a training run starts there and goes down; ten times that (46.1)
+# means the true class gets probability ~e^-46 = 1e-20 on average, which only logits blown far past
+# any trained model's scale give (label smoothing and Mixup bound the logits, they do not raise the
+# loss there). simplecnn --lr 99 averages 2.2e9 over its first epoch on the tests' tiny copy (issue 15
+# saw 4.9e12 on the full data), so the bound is crossed at once, and a NaN/inf is caught as before.
+LOSS_EXPLODED = 10 * math.log(100)
 STOP_SYNC_EVERY = 10  # under torchrun: steps between the ranks' agreement on a SIGINT/SIGTERM stop
 
 
@@ -135,7 +142,7 @@ class Data:
 
 def load_data(cfg, data_root, verify, device) -> Data:
     train, test = load_split(data_root, "train", verify), load_split(data_root, "test", verify)
-    meta = load_meta(data_root)
+    meta = load_meta(data_root, verify)
     tr_idx, val_idx = stratified_split(train.fine, cfg.val_size, cfg.split_seed)
     if cfg.train_subset:
         if cfg.train_subset > len(tr_idx):
@@ -317,11 +324,24 @@ def run(cfg: TrainConfig | None, run_dir, data_root=None, verify="full", resume=
     ``test=False``: the run never touches the test set (summary "test" is null, no predictions.npz),
     as tuning trials must not; c100 tune evaluates its best trial's test error once, afterwards.
     """
+    rd = RunDir(run_dir)
+    # One process at a time owns a run folder, for the whole run (rank 0 under torchrun). A --resume
+    # of a folder that does not exist does not create it: it is refused next.
+    owner = env_rank() == 0 and (not resume or rd.path.is_dir())
+    if owner:
+        rd.lock()
+    try:
+        return _run(cfg, rd, data_root, verify, resume, stop_at_epoch, progress, log, on_epoch, test)
+    finally:
+        if owner:
+            rd.unlock()
+
+
+def _run(cfg, rd, data_root, verify, resume, stop_at_epoch, progress, log, on_epoch, test):
     from c100.data.cifar import resolve_root
 
     data_root = resolve_root(data_root)
     ckpt = None
-    rd = RunDir(run_dir)
     if resume:
         ckpt = _resume_checkpoint(rd)
         cfg = _check_resume_config(resume_config(rd.path, ckpt), cfg)
@@ -340,7 +360,7 @@ def run(cfg: TrainConfig | None, run_dir, data_root=None, verify="full", resume=
         # config.json records the precision actually used ("auto" resolved for this machine)
         cfg = cfg.replace(amp=resolve_amp(cfg.amp, device_kind(cfg.device, DistEnv().local_rank)))
         rd.check_fresh_start(cfg.to_dict())
-    r = Run(cfg, run_dir, data_root, verify, progress, log)
+    r = Run(cfg, rd.path, data_root, verify, progress, log)
     try:
         summary = _train(r, ckpt, stop_at_epoch, on_epoch, test)
     except TrainingInterrupted:
@@ -552,10 +572,19 @@ def _stop_requested(r: Run, stop, step):
 
 
 def _check_finite(sums, r, epoch, step):
-    bad = int(not math.isfinite(sums[0].item()))
-    if agree_max(bad, r.env, r.device):  # every rank stops, not only the one that saw it
+    """Stop on a NaN/inf loss (1) or a loss explosion (2): the epoch's mean loss above LOSS_EXPLODED."""
+    total, seen = sums[0].item(), sums[2].item()
+    bad = 1 if not math.isfinite(total) else 2 if seen and total / seen > LOSS_EXPLODED else 0
+    bad = agree_max(bad, r.env, r.device)  # every rank stops, not only the one that saw it
+    if bad == 1:
         raise NumericalError(f"the training loss became NaN or inf in epoch {epoch + 1} (by step {step}); "
                              f"{_kept(r)}. Try a lower --lr or --grad-clip 1.0")
+    if bad == 2:
+        mean = f"{total / seen:.3g}" if seen and math.isfinite(total) else "a value"
+        raise NumericalError(f"the training diverged in epoch {epoch + 1} (by step {step}): mean training loss "
+                             f"{mean}, above {LOSS_EXPLODED:.1f} (10 x ln(100), the loss of guessing); {_kept(r)}. "
+                             f"Lower the learning rate (--lr {r.cfg.lr:g} now, try {r.cfg.lr / 10:g}), or add "
+                             f"--grad-clip 1.0, in a new run (a resume keeps the run's --lr)")
 
 
 def _kept(r):
