@@ -38,9 +38,13 @@ def make_run(root, record=True):
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    run = make_run(tmp_path_factory.mktemp("run"))
-    return save_weights(run, tmp_path_factory.mktemp("w") / "logreg.safetensors", data_root="/nonexistent")
+def source_run(tmp_path_factory):
+    return make_run(tmp_path_factory.mktemp("shipped-run"))
+
+
+@pytest.fixture(scope="module")
+def weights(source_run, tmp_path_factory):
+    return save_weights(source_run, tmp_path_factory.mktemp("w") / "logreg.safetensors", data_root="/nonexistent")
 
 
 def test_weights_carry_the_training_record(weights):
@@ -55,7 +59,7 @@ def test_weights_carry_the_training_record(weights):
     assert training["command"] == md["train_command"] and training["train_time_s"] == 61.5
 
 
-def test_eval_run_out_writes_a_shipped_row_that_report_reads(weights, tiny_data, tmp_path, capsys):
+def test_eval_run_out_writes_a_shipped_row_that_report_reads(weights, source_run, tiny_data, tmp_path, capsys):
     run_out = tmp_path / "suite" / "logreg-shipped"
     assert main(["eval", str(weights), "--run-out", str(run_out), "--data-root", str(tiny_data),
                  "--verify", "structure", "--device", "cpu"]) == 0
@@ -68,7 +72,8 @@ def test_eval_run_out_writes_a_shipped_row_that_report_reads(weights, tiny_data,
     assert p["shipped_test_top1_err"] == 80.88 and s["device"] == MACHINE and s["test"]["n"] == 200
     assert str(tmp_path) not in (run_out / "summary.json").read_text()  # no absolute path in run files
     # the errors are measured here: the same as `c100 eval` of the checkpoint the weights came from
-    ckpt = weights.parent.parent / [d for d in os.listdir(weights.parent.parent) if d.startswith("run")][0]
+    # (the fixture's own run folder: pytest's base temp also holds other modules' runs)
+    ckpt = source_run
     assert main(["eval", str(ckpt), "--tta", "none", "--data-root", str(tiny_data), "--verify", "structure",
                  "--device", "cpu",
                  "--json", "--out", str(tmp_path / "e")]) == 0
