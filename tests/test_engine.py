@@ -199,3 +199,35 @@ def test_logistic_regression_learns_on_the_real_data(real_data, tmp_path):
     assert s["test"]["top1_err"] < 95.0 and s["test"]["top5_err"] < 80.0  # chance: 99% / 95%
     rows = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
     assert rows[1]["train_loss"] < rows[0]["train_loss"]
+
+
+# aten ops that copy host data into a tensor (torch.tensor/as_tensor/new_tensor) or wait for the device
+# (.item(), .tolist(), bool(t)): on CUDA each blocks the host once per step (issue 19, defect 1)
+HOST_OPS = ("aten.lift_fresh", "aten.lift_fresh_copy", "aten._local_scalar_dense")
+
+
+def test_a_training_step_neither_syncs_nor_copies_host_data_to_the_device(tiny_data, tmp_path, monkeypatch):
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    import c100.engine.trainer as trainer
+
+    seen, steps = [], []
+
+    class Watch(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if str(func.overloadpacket) in HOST_OPS or str(func).split(".default")[0] in HOST_OPS:
+                seen.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    step = trainer._step
+
+    def watched(*a, **k):
+        steps.append(1)
+        with Watch():
+            return step(*a, **k)
+
+    monkeypatch.setattr(trainer, "_step", watched)
+    cfg = tiny_cfg(epochs=1, ema_decay=0.9, ema_warmup=True, label_smoothing=0.1, grad_clip=1.0)
+    run(cfg, tmp_path / "r", tiny_data, verify="structure", progress=False, log=lambda *a: None, test=False)
+    assert len(steps) == 8  # 800 training images in batches of 100, each step watched
+    assert seen == [], f"host syncs / host-to-device copies inside a training step: {sorted(set(seen))}"

@@ -504,11 +504,13 @@ def _train_epoch(r: Run, model, optimizer, data, epoch, spe, state, stop):
     cfg = r.cfg
     model.train()
     start = state["step_in_epoch"]
-    sums = torch.zeros(3, dtype=torch.float64, device=r.device)  # loss sum, correct, seen (this rank)
+    sums = torch.zeros(2, dtype=torch.float64, device=r.device)  # loss sum, correct (this rank)
+    seen = 0.0  # images seen (this rank): counted on the host, so a step copies nothing to the device
     epoch_time = 0.0
     if state["partial"] is not None:
         if r.env.is_main:  # the saved sums are all ranks' together: added once
-            sums += torch.tensor(state["partial"]["sums"], dtype=torch.float64, device=r.device)
+            sums += torch.tensor(state["partial"]["sums"][:2], dtype=torch.float64, device=r.device)
+            seen = float(state["partial"]["sums"][2])
         epoch_time = state["partial"]["time_s"]
     batches = TrainBatches(data.train, cfg.batch_size, cfg.seed, epoch, cfg.crop_padding, cfg.flip,
                            r.env.rank, r.env.world_size, start_step=start, strong=r.strong)
@@ -523,22 +525,16 @@ def _train_epoch(r: Run, model, optimizer, data, epoch, spe, state, stop):
         for x, y in batches:
             gstep = epoch * spe + step
             fault_point(r.env, gstep)
-            set_lr(optimizer, lr_at(gstep, cfg, spe))
-            loss, logits = train_step(model, optimizer, r.normalizer(x), y, r.loss_fn, r.autocast,
-                                      cfg.grad_clip, r.scaler, cfg.sam_rho)
-            if r.ema is not None:
-                r.ema.update(r.raw_model, gstep)
-            hard = y if y.ndim == 1 else y.argmax(1)  # mixed: each image's larger share of label
-            sums += torch.stack([loss.double() * len(y), (logits.argmax(1) == hard).sum().double(),
-                                 torch.tensor(float(len(y)), dtype=torch.float64, device=r.device)])
+            _step(r, model, optimizer, x, y, gstep, spe, sums)
+            seen += len(y)  # the same float64 additions the device did before: resume stays exact
             step += 1
             if step % NAN_CHECK_EVERY == 0:
-                _check_finite(sums, r, epoch, step)
+                _check_finite(_with_seen(sums, seen), r, epoch, step)
             signum = _stop_requested(r, stop, step) if step < spe else None
             if signum:
                 _sync(r.device)
                 state.update(epoch=epoch, step_in_epoch=step, partial={
-                    "sums": all_reduce_sum(sums.clone(), r.env).tolist(),
+                    "sums": all_reduce_sum(_with_seen(sums, seen), r.env).tolist(),
                     "time_s": epoch_time + time.perf_counter() - t0})
                 state["train_time_s"] += time.perf_counter() - t0
                 r.sync_buffers()
@@ -552,13 +548,32 @@ def _train_epoch(r: Run, model, optimizer, data, epoch, spe, state, stop):
     dt = time.perf_counter() - t0
     state["train_time_s"] += dt
     epoch_time += dt
-    _check_finite(sums, r, epoch, step)
-    total = all_reduce_sum(sums.clone(), r.env).tolist()
+    totals = _with_seen(sums, seen)
+    _check_finite(totals, r, epoch, step)
+    total = all_reduce_sum(totals, r.env).tolist()
     seen = total[2]
     return {"epoch": epoch + 1, "step": (epoch + 1) * spe, "lr": optimizer.param_groups[0]["lr"],
             "train_loss": total[0] / seen, "train_top1_err": 100.0 * (1 - total[1] / seen),
             "val_loss": None, "val_top1_err": None, "val_top5_err": None,
             "epoch_time_s": round(epoch_time, 4), "images_per_s": round(seen / epoch_time, 1)}
+
+
+def _step(r: Run, model, optimizer, x, y, gstep, spe, sums):
+    """One step of the training loop: the optimizer step, the EMA update and the running sums
+    (``sums``: loss sum, correct, on the device). Nothing here waits for the device or copies host data
+    to it (tests/test_engine.py watches every op of a step), so the host queues steps ahead of the GPU."""
+    set_lr(optimizer, lr_at(gstep, r.cfg, spe))
+    loss, logits = train_step(model, optimizer, r.normalizer(x), y, r.loss_fn, r.autocast,
+                              r.cfg.grad_clip, r.scaler, r.cfg.sam_rho)
+    if r.ema is not None:
+        r.ema.update(r.raw_model, gstep)
+    hard = y if y.ndim == 1 else y.argmax(1)  # mixed: each image's larger share of label
+    sums += torch.stack([loss.double() * len(y), (logits.argmax(1) == hard).sum().double()])
+
+
+def _with_seen(sums, seen):
+    """(loss sum, correct, seen) as one new float64 tensor on the device: read only where the loop syncs."""
+    return torch.cat([sums, sums.new_tensor([seen])])
 
 
 def _stop_requested(r: Run, stop, step):
