@@ -93,3 +93,21 @@ def test_bf16_autocast_stays_close_to_fp32(name, grad_cosine):
     assert abs(loss16 - loss32) < 0.01 * loss32
     assert F.cosine_similarity(g16, g32, dim=0) > grad_cosine
     assert (l16.argmax(1) == l32.argmax(1)).float().mean() > 0.8
+
+
+@pytest.mark.parametrize("tta", ["none", "flip", "flip-translate"])
+def test_evaluation_logits_are_fp32_under_bf16_autocast(tta):
+    """predictions.npz and the metrics take predict_logits' output: float32 under bf16 autocast, with the
+    TTA mean taken in float32 (issue 19, defect 5; the model's own last layer still computes in bf16)."""
+    from functools import partial
+
+    from c100.data.loader import Normalizer
+    from c100.engine.evaluate import predict_logits
+
+    torch.manual_seed(0)
+    model = create_model("simplecnn", num_classes=100)
+    images = torch.randint(0, 256, (12, 3, 32, 32), dtype=torch.uint8)
+    bf16 = partial(torch.autocast, device_type="cpu", dtype=torch.bfloat16)
+    with bf16():  # also when the caller itself is inside an autocast region
+        logits = predict_logits(model, images, Normalizer.named("cifar100", CPU), 5, tta, bf16)
+    assert logits.dtype == torch.float32 and logits.shape == (12, 100) and torch.isfinite(logits).all()
