@@ -111,7 +111,7 @@ def run_exported(fmt, data: bytes, images: torch.Tensor) -> torch.Tensor:
         return torch.jit.load(io.BytesIO(data), map_location="cpu")(images)
 
 
-def verify(fmt, data, wrapper, batches=(1, 7)) -> float:
+def verify_export(fmt, data, wrapper, batches=(1, 7)) -> float:
     """Largest |exported - PyTorch| logit difference over the batch sizes; ExportError past TOLERANCE."""
     worst = 0.0
     for b in batches:
@@ -152,18 +152,35 @@ def check_out(out: Path, fmt):
                           f"only to a regular file or a new path")
 
 
-def export_model(source, fmt, out=None, data_root=None, check=True) -> dict:
-    """Export ``source`` (anything c100.load takes, or a LoadedModel); returns a report dict."""
+def export_model(source, fmt, out=None, data_root=None, check=True, quantize=None, calib_images=None,
+                 calib_seed=None, verify="full", measure=True) -> dict:
+    """Export ``source`` (anything c100.load takes, or a LoadedModel); returns a report dict.
+
+    ``quantize="int8"`` (ONNX only): the verified fp32 graph statically quantized (c100.quantize),
+    calibrated on ``calib_images`` train images drawn with ``calib_seed``."""
     from c100.atomic import atomic_write_bytes
     from c100.inference import LoadedModel, load, save_weights
 
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if quantize not in (None, "int8"):
+        raise ConfigError(f"unknown --quantize {quantize!r}; c100 quantizes to int8")
+    if quantize and fmt != "onnx":
+        raise ConfigError("--quantize int8 needs --format onnx (ONNX Runtime's static quantization)")
+    if quantize:
+        from c100.data.cifar import ensure_data
+        from c100.onnx_runtime import require_ort
+
+        require_ort()
+        root = ensure_data(data_root)  # calibration needs the train split: fail before the export
     if out:
         check_out(Path(out), fmt)  # before the (slow) export
     loaded = source if isinstance(source, LoadedModel) else load(source, "cpu", data_root)
     loaded = loaded.to("cpu")
-    out = Path(out) if out else default_out(loaded.metadata["source"], loaded.name, fmt)
+    if not out:
+        out = default_out(loaded.metadata["source"], loaded.name, fmt)
+        out = out.with_name(f"{loaded.name}.int8.onnx") if quantize else out
+    out = Path(out)
     check_out(out, fmt)
     report = {"format": fmt, "out": str(out), "model": loaded.name, "source": loaded.metadata["source"],
               "weights": loaded.metadata["weights"]}
@@ -175,6 +192,12 @@ def export_model(source, fmt, out=None, data_root=None, check=True) -> dict:
     data, exporter = (onnx_bytes if fmt == "onnx" else torchscript_bytes)(wrapper, metadata)
     report.update(exporter=exporter, input=INPUT_DOC)
     if check:
-        report["max_abs_diff"] = verify(fmt, data, wrapper)
+        report["max_abs_diff"] = verify_export(fmt, data, wrapper)
+    if quantize:
+        from c100.quantize import DEFAULT_CALIB_IMAGES, DEFAULT_SEED, quantize_int8
+
+        data, added = quantize_int8(data, root, DEFAULT_CALIB_IMAGES if calib_images is None else calib_images,
+                                    DEFAULT_SEED if calib_seed is None else calib_seed, verify, measure)
+        report.update(quantization=added)
     atomic_write_bytes(out, data)
     return report

@@ -331,8 +331,9 @@ def resolve_device(name="auto"):
 
 # ----------------------------------------------------------------------------- loading
 def load(name_or_path, device="cpu", data_root=None) -> LoadedModel:
-    """A ready model from a weights file (.safetensors), a checkpoint (.pt), a run folder, or the
-    name of a model whose weights ship in the repository (weights/<name>.safetensors)."""
+    """A ready model from a weights file (.safetensors), a checkpoint (.pt), a run folder, the
+    name of a model whose weights ship in the repository (weights/<name>.safetensors), or an .onnx
+    export (run by ONNX Runtime on the CPU, c100.onnx_runtime; ``device`` is then ignored)."""
     from c100.models import list_models
 
     p = Path(name_or_path)
@@ -342,6 +343,12 @@ def load(name_or_path, device="cpu", data_root=None) -> LoadedModel:
         p = p / "checkpoints" / "last.pt"
     if not p.is_file():
         raise CheckpointError(f"{p} does not exist (give a .safetensors weights file, a checkpoint or a run folder)")
+    from c100.onnx_runtime import is_onnx
+
+    if is_onnx(p):  # an export (fp32 or int8), by name or content: runs through ONNX Runtime on the CPU
+        from c100.onnx_runtime import load_onnx
+
+        return load_onnx(p)
     if p.suffix == ".safetensors" or _is_safetensors(p):
         return load_weights(p, device)
     return load_checkpoint_model(p, device, data_root)

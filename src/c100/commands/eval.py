@@ -3,10 +3,15 @@
     c100 eval runs/resnet18-fast-s0/checkpoints/last.pt
     c100 eval RUN_DIR --split val --tta flip --analysis
     c100 eval resnet18 --run-out runs/seed-table/resnet18-shipped     # weights/resnet18.safetensors
+    c100 eval runs/resnet18-fast-s0/export/resnet18.int8.onnx          # ONNX Runtime, CPU
 
 A weights file (.safetensors, or the name of a model whose weights ship) is evaluated with the TTA
 its metadata names; --run-out DIR then also writes DIR as a run folder (docs/RUN_FORMAT.md) marked
 "shipped weights" with the file's training record, so `c100 report` shows it as such a row.
+
+An .onnx file (`c100 export --format onnx [--quantize int8]`) runs through ONNX Runtime
+(CPUExecutionProvider), tta none unless --tta flip; for an int8 file the fp32 model's test errors
+recorded at export are printed next to the ones measured now.
 """
 import argparse
 import json
@@ -18,7 +23,8 @@ def add_parser(sub):
     p = sub.add_parser("eval", help="evaluate a checkpoint", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoint", help="a checkpoint file, a run folder (uses checkpoints/last.pt), a .safetensors "
-                                      "weights file or the name of a model whose weights ship (weights/<name>.safetensors)")
+                                      "weights file, an .onnx export or the name of a model whose weights ship "
+                                      "(weights/<name>.safetensors)")
     p.add_argument("--split", choices=("test", "val"), default="test")
     p.add_argument("--tta", choices=("none", "flip", "flip-translate"), default=None,
                    help="test-time augmentation (default: the run's config)")
@@ -93,6 +99,12 @@ def run(args):
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be positive, got {args.batch_size}")
+    from c100.onnx_runtime import is_onnx
+
+    if is_onnx(args.checkpoint):  # an export: ONNX Runtime on the CPU
+        from c100.onnx_runtime import run_eval
+
+        return run_eval(args)
     if is_weights(args.checkpoint):
         from c100.shipped import run_weights
 

@@ -30,6 +30,15 @@ def add_parser(sub):
     p.add_argument("--out", help="output file, a new path or a regular file that is replaced atomically; devices, pipes "
                         "and folders are refused (default: RUN/export/<model>.onnx | .torchscript.pt | .safetensors)")
     p.add_argument("--no-verify", action="store_true", help="do not compare the export's logits with PyTorch's")
+    p.add_argument("--quantize", choices=("int8",), help="onnx only: static int8 quantization (ONNX Runtime, QDQ, "
+                        "per-channel weights) calibrated on train images; default out RUN/export/<model>.int8.onnx")
+    p.add_argument("--calib-images", type=int, default=None, metavar="N",
+                   help="--quantize: calibration images drawn from the TRAIN split (default 512)")
+    p.add_argument("--calib-seed", type=int, default=None, help="--quantize: seed of the calibration draw (default 0)")
+    p.add_argument("--no-measure", action="store_true",
+                   help="--quantize: do not measure the int8 and fp32 test errors into the metadata")
+    p.add_argument("--verify", choices=("full", "structure"), default="full", dest="data_verify",
+                   help="--quantize: how the data set is checked (structure: for smaller copies)")
     p.add_argument("--data-root", help="where to look for the data set's class names (default: $C100_DATA)")
     p.add_argument("--json", action="store_true", help="print the export report as JSON")
     return p
@@ -38,11 +47,24 @@ def add_parser(sub):
 def run(args):
     from c100.export import export_model
 
-    report = export_model(args.checkpoint, args.format, args.out, args.data_root, check=not args.no_verify)
+    from c100.errors import ConfigError
+
+    if not args.quantize and (args.calib_images is not None or args.calib_seed is not None or args.no_measure):
+        raise ConfigError("--calib-images, --calib-seed and --no-measure go with --quantize int8")
+    report = export_model(args.checkpoint, args.format, args.out, args.data_root, check=not args.no_verify,
+                          quantize=args.quantize, calib_images=args.calib_images, calib_seed=args.calib_seed,
+                          verify=args.data_verify, measure=not args.no_measure)
     if args.json:
         print(json.dumps(report, indent=1))
     else:
         diff = f", max |logit diff| vs PyTorch {report['max_abs_diff']:.2g}" if "max_abs_diff" in report else ""
         print(f"{report['model']} ({report['weights']} weights) -> {report['out']} [{args.format}{diff}]; "
               f"input: {report['input']}")
+        q = report.get("quantization")
+        if q:
+            errs = (f"; test top-1 error int8 {q['int8_test_top1_err']}% vs fp32 {q['fp32_test_top1_err']}%, top-5 "
+                    f"{q['int8_test_top5_err']}% vs {q['fp32_test_top5_err']}% (onnxruntime, {q['quant_eval_images']} "
+                    f"images)" if "int8_test_top1_err" in q else "")
+            print(f"int8: {q['quant_method']}, calibrated on {q['calib_images']} train images (seed "
+                  f"{q['calib_seed']}){errs}")
     return 0

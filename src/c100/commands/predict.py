@@ -4,7 +4,8 @@
     c100 predict weights/resnet18.safetensors photos/ --topk 3 --json
 
 WEIGHTS_OR_CHECKPOINT: a weights file (.safetensors, from `c100 export --format safetensors`), a checkpoint (.pt), a
-run folder (its checkpoints/last.pt), or a model name whose weights ship in weights/<name>.safetensors.
+run folder (its checkpoints/last.pt), a model name whose weights ship in weights/<name>.safetensors, or
+an .onnx export (`c100 export --format onnx [--quantize int8]`), run by ONNX Runtime on the CPU.
 
 Inputs: a file named on the command line is always decoded, whatever its extension, and must be an
 image; a folder is searched recursively for files ending in .png .jpg .jpeg .bmp .gif .webp .tif
@@ -34,7 +35,8 @@ def add_parser(sub):
     p = sub.add_parser("predict", help="top-k labels for image files", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", metavar="WEIGHTS_OR_CHECKPOINT",
-                   help="a .safetensors weights file, a checkpoint (.pt), a run folder or a shipped model name")
+                   help="a .safetensors weights file, a checkpoint (.pt), a run folder, a shipped model name "
+                        "or an .onnx export")
     p.add_argument("images", nargs="+", metavar="IMAGE_OR_FOLDER", help="image files and folders of images")
     p.add_argument("--topk", type=int, default=5, help="labels per image (default 5)")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of a table")
@@ -61,7 +63,8 @@ def run(args):
     md = model.metadata
     width = max([len(str(f)) for f in files] + [4])
     if not args.json:
-        print(f"# {md['model']} (recipe {md['recipe']}, {md['weights']} weights) from {md['source']}; "
+        runtime = f", {md['runtime']}, {md['quantization']}" if md.get("runtime") else ""
+        print(f"# {md['model']} (recipe {md['recipe']}, {md['weights']} weights{runtime}) from {md['source']}; "
               f"class names: {md.get('class_names_source', model.class_names.source)}")
         print(f"{'file':<{width}}  {'superclass':<30}  top-{args.topk}")
     predictions = []
@@ -87,6 +90,7 @@ def run(args):
         print(json.dumps({"model": md["model"], "recipe": md["recipe"], "source": md["source"],
                           "weights": md["weights"], "class_names_source": md.get("class_names_source"),
                           "preprocessing": PREPROCESSING, "topk": args.topk, "device": str(model.device),
+                          "runtime": md.get("runtime", "pytorch"),
                           "predictions": predictions,
                           "errors": [{"file": f, "error": m} for f, m in errors]}, indent=1))
     if errors:
