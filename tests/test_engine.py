@@ -62,6 +62,7 @@ def test_training_runs_end_to_end_and_writes_the_run_folder(tiny_data, tmp_path)
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]
     assert json.loads((tmp_path / "r" / "summary.json").read_text()) == s
     assert s["params"] == 2_168_356 and s["test"]["n"] == 200 and s["val"]["n"] == 200
+    assert s["cuda_settings"] is None  # cudnn.benchmark / TF32 are recorded on CUDA only
     assert 0 <= s["test"]["top1_err"] <= s["test"]["top1_err"] and s["test"]["top5_err"] <= s["test"]["top1_err"]
     cfg = json.loads((tmp_path / "r" / "config.json").read_text())
     assert cfg["model"] == "simplecnn" and cfg["epochs"] == 3

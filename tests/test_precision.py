@@ -111,3 +111,23 @@ def test_evaluation_logits_are_fp32_under_bf16_autocast(tta):
     with bf16():  # also when the caller itself is inside an autocast region
         logits = predict_logits(model, images, Normalizer.named("cifar100", CPU), 5, tta, bf16)
     assert logits.dtype == torch.float32 and logits.shape == (12, 100) and torch.isfinite(logits).all()
+
+
+def test_cuda_settings_apply_on_cuda_only(monkeypatch):
+    """cudnn.benchmark and TF32 matmuls on CUDA, set where training and evaluation resolve their device
+    (issue 19, defect 6); on the CPU nothing changes and the summary's "cuda_settings" is null."""
+    import c100.engine.trainer as trainer
+
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    precision = torch.get_float32_matmul_precision()
+    monkeypatch.setattr(torch, "set_float32_matmul_precision", lambda p: calls.append(p))
+    calls = []
+    assert dev.configure_cuda(CPU) is None
+    assert torch.backends.cudnn.benchmark is False and calls == []
+    monkeypatch.setattr(torch, "get_float32_matmul_precision", lambda: calls[-1] if calls else precision)
+    monkeypatch.setattr(trainer, "device_kind", lambda kind, rank: torch.device(f"cuda:{rank}"))
+    device = trainer.resolve_device(TrainConfig(model="logreg"), trainer.DistEnv())
+    assert device == torch.device("cuda:0")
+    assert torch.backends.cudnn.benchmark is True and calls == ["high"]
+    settings = dev.configure_cuda(device)
+    assert settings["cudnn_benchmark"] is True and settings["float32_matmul_precision"] == "high"

@@ -41,6 +41,19 @@ def device_kind(cfg_device: str, env_local_rank: int = 0) -> torch.device:
     return torch.device(f"cuda:{env_local_rank}" if cuda else "cpu")
 
 
+def configure_cuda(device: torch.device) -> dict | None:
+    """On CUDA: cuDNN autotuning (c100's batches have fixed shapes, so each conv is tuned once) and
+    TF32 for fp32 matmuls ("high"; bf16 autocast regions are unaffected). Returns the settings as
+    applied, which a run records in summary.json ("cuda_settings"); None and no change on the CPU."""
+    if device.type != "cuda":
+        return None
+    torch.backends.cudnn.benchmark = True
+    torch.set_float32_matmul_precision("high")
+    return {"cudnn_benchmark": torch.backends.cudnn.benchmark,
+            "float32_matmul_precision": torch.get_float32_matmul_precision(),
+            "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32}
+
+
 def resolve_amp(amp: str, device: torch.device) -> str:
     """The concrete precision for a config's ``amp`` on ``device``: bf16 | fp16 | none."""
     if amp != "auto":

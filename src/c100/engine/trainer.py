@@ -34,7 +34,8 @@ from c100.distributed import (DistEnv, DistributedError, agree_max, all_gather_o
                               broadcast_buffers, broadcast_object, cleanup, comm_error_message, env_rank,
                               fault_point, init as dist_init, is_comm_error, rank_seed)
 from c100.engine.config import TrainConfig, model_kwargs
-from c100.engine.device import autocast_for as _autocast_for, device_kind, device_name, resolve_amp, sync as _sync
+from c100.engine.device import (autocast_for as _autocast_for, configure_cuda, device_kind, device_name, resolve_amp,
+                                sync as _sync)
 from c100.engine.ema import EMA
 from c100.engine.evaluate import evaluate
 from c100.cpu_alloc import allocator_state, tune_cpu_allocator
@@ -122,7 +123,10 @@ def train_step(model, optimizer, x, y, loss_fn, autocast=nullcontext, grad_clip=
 
 # ----------------------------------------------------------------------------- hardware
 def resolve_device(cfg, env: DistEnv) -> torch.device:
-    return device_kind(cfg.device, env.local_rank)
+    """The device training or evaluation runs on, with c100's CUDA settings applied (configure_cuda)."""
+    device = device_kind(cfg.device, env.local_rank)
+    configure_cuda(device)
+    return device
 
 
 def autocast_for(cfg, device):
@@ -681,7 +685,7 @@ def _finish(r: Run, data, state, with_test=True):
         "wall_time_s": round(time.perf_counter() - r.t_start, 3),
         "images_per_s": round(images / max(state["train_time_s"], 1e-9), 1),
         "device": device_name(r.device), "world_size": r.env.world_size, "amp": r.amp,
-        "cpu_allocator": allocator_state(),
+        "cpu_allocator": allocator_state(), "cuda_settings": configure_cuda(r.device),
         "versions": {"python": platform.python_version(), "torch": torch.__version__,
                      "torchvision": _tv_version(), "cuda": torch.version.cuda if r.device.type == "cuda" else None},
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
