@@ -1,6 +1,7 @@
 """CPU inference speed of the seed models: images per second at batch 1 and batch 256.
 
     python scripts/bench_inference.py                         # logreg, simplecnn, resnet18; batch 1 and 256
+    python scripts/bench_inference.py --runtimes eager ort-fp32 ort-int8   # also ONNX Runtime fp32 and int8
     python scripts/bench_inference.py --out benchmarks/results/cpu_inference.json
     python scripts/bench_inference.py --models resnet18 --batch-sizes 1 64 --threads 1 4
 
@@ -8,7 +9,13 @@ What is timed: the model's forward pass on an already normalised float batch (N,
 initialised weights (speed does not depend on their values), eval mode, torch.inference_mode, NCHW
 float32. Image decoding and resizing are not included. Per (model, batch): warm-up passes, then
 ``--runs`` timed repetitions of ``--iters`` passes each (at least ``--min-time`` seconds); the
-median repetition is reported. The load average before and after is recorded: other work on the
+median repetition is reported. ``--runtimes``: eager (PyTorch, the default), ort-fp32 (the model
+exported as by ``c100 export --format onnx``, run by an onnxruntime InferenceSession on the
+CPUExecutionProvider with intra_op_num_threads = the thread count) and ort-int8 (that graph quantized
+as by ``c100 export --quantize int8``, c100.quantize, calibrated here on 64 random images: speed
+does not depend on the calibration). The ONNX graphs include the normalisation (x - mean) / std,
+which the eager row does not time; each ONNX row gives its ratio to the eager row of the same model,
+batch and threads. The load average before and after is recorded: other work on the
 machine slows the numbers down. The CPU allocator is set as in the ``c100`` command (c100.cpu_alloc;
 ``C100_CPU_MALLOC=0`` measures without it), and the JSON records which was in effect.
 """
@@ -30,9 +37,9 @@ from c100 import __version__, create_model  # noqa: E402
 from c100.cpu_alloc import allocator_state, tune_cpu_allocator  # noqa: E402
 
 
-def time_forward(model, batch, runs, min_time, warmup):
+def time_forward(model, batch, runs, min_time, warmup, x=None):
     """Median images/s over ``runs`` repetitions, each at least ``min_time`` seconds of forward passes."""
-    x = torch.randn(batch, 3, 32, 32)
+    x = torch.randn(batch, 3, 32, 32) if x is None else x
     with torch.inference_mode():
         for _ in range(warmup):
             model(x)
@@ -61,6 +68,8 @@ def main(argv=None):
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--threads", nargs="+", type=int, default=[0],
                     help="torch thread counts to measure, each in turn (0: torch's default)")
+    ap.add_argument("--runtimes", nargs="+", choices=RUNTIMES, default=["eager"],
+                    help="eager (PyTorch), ort-fp32, ort-int8 (ONNX Runtime; needs pip install 'c100[export]')")
     ap.add_argument("--out", help="also write the JSON here")
     args = ap.parse_args(argv)
     tune_cpu_allocator()  # what `c100 predict` runs with
@@ -73,16 +82,23 @@ def main(argv=None):
             for name in args.models:
                 torch.manual_seed(0)
                 model = create_model(name, num_classes=100).eval()
-                for b in args.batch_sizes:
-                    rows.append({"model": name, "batch": b, "threads": torch.get_num_threads(),
-                                 **time_forward(model, b, args.runs, args.min_time, args.warmup)})
+                graphs = onnx_graphs(model, args.runtimes)
+                for runtime in args.runtimes:
+                    run = model if runtime == "eager" else ort_runner(graphs[runtime], torch.get_num_threads())
+                    for b in args.batch_sizes:
+                        x = None if runtime == "eager" else torch.rand(b, 3, 32, 32).numpy()
+                        rows.append({"model": name, "batch": b, "threads": torch.get_num_threads(), "runtime": runtime,
+                                     **time_forward(run, b, args.runs, args.min_time, args.warmup, x)})
+        add_ratios(rows)
     finally:
         torch.set_num_threads(default_threads)
     result = {"c100_version": __version__, "torch": torch.__version__, "default_threads": default_threads,
               "cpu": cpu_name(), "cpu_count": os.cpu_count(), "cpu_allocator": allocator_state(),
               "load_avg_before": [round(v, 2) for v in load_before],
               "load_avg_after": [round(v, 2) for v in os.getloadavg()],
-              "what": "forward pass only, float32 NCHW, eval + inference_mode, random weights; median of runs",
+              "what": "forward pass only, float32 NCHW, eval + inference_mode, random weights; median of runs; "
+                      "ort-*: onnxruntime CPUExecutionProvider, graph includes the normalisation",
+              "onnxruntime": ort_version(args.runtimes),
               "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "results": rows}
     print(markdown(result))
     print(json.dumps(result, indent=1))
@@ -90,6 +106,51 @@ def main(argv=None):
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     return 0
+
+
+RUNTIMES = ("eager", "ort-fp32", "ort-int8")
+
+
+def ort_version(runtimes):
+    if all(r == "eager" for r in runtimes):
+        return None
+    import onnxruntime
+
+    return onnxruntime.__version__
+
+
+def onnx_graphs(model, runtimes):
+    """{"ort-fp32": bytes, "ort-int8": bytes} as c100 export writes them (random weights)."""
+    if all(r == "eager" for r in runtimes):
+        return {}
+    import numpy as np
+
+    from c100.export import NormalizedModel, onnx_bytes
+    from c100.onnx_runtime import require_ort
+    from c100.quantize import quantize_bytes
+
+    require_ort()
+    fp32, _ = onnx_bytes(NormalizedModel(model, "cifar100").eval(), {})
+    graphs = {"ort-fp32": fp32}
+    if "ort-int8" in runtimes:
+        calib = np.random.default_rng(0).integers(0, 256, (64, 3, 32, 32), dtype=np.uint8)
+        graphs["ort-int8"] = quantize_bytes(fp32, calib).SerializeToString()
+    return graphs
+
+
+def ort_runner(graph, threads):
+    from c100.onnx_runtime import session
+
+    sess = session(graph, threads=threads)
+    return lambda x: sess.run(["logits"], {"images": x})
+
+
+def add_ratios(rows):
+    """``x_eager``: images/s over the eager row's of the same model, batch and threads (when measured)."""
+    eager = {(r["model"], r["batch"], r["threads"]): r["images_per_s"] for r in rows if r["runtime"] == "eager"}
+    for r in rows:
+        base = eager.get((r["model"], r["batch"], r["threads"]))
+        r["x_eager"] = round(r["images_per_s"] / base, 3) if base else None
 
 
 def cpu_name():
@@ -106,11 +167,13 @@ def markdown(result):
     lines = [f"CPU inference ({result['cpu']}, {result['cpu_count']} cores), torch {result['torch']}, load average "
              f"{result['load_avg_before'][0]} before / {result['load_avg_after'][0]} after (1 min), "
              f"allocator {result.get('cpu_allocator', 'default')}", "",
-             "| model | batch | threads | images/s (median) | min-max | ms/batch |",
-             "|---|---:|---:|---:|---:|---:|"]
+             "| model | batch | threads | images/s (median) | min-max | ms/batch | runtime | x eager |",
+             "|---|---:|---:|---:|---:|---:|---|---:|"]
     for r in result["results"]:
+        ratio = f"{r['x_eager']:.2f}" if r.get("x_eager") is not None else "-"
         lines.append(f"| {r['model']} | {r['batch']} | {r['threads']} | {r['images_per_s']:,.0f} | "
-                     f"{r['min']:,.0f}-{r['max']:,.0f} | {r['ms_per_batch']:.2f} |")
+                     f"{r['min']:,.0f}-{r['max']:,.0f} | {r['ms_per_batch']:.2f} | {r.get('runtime', 'eager')} | "
+                     f"{ratio} |")
     return "\n".join(lines)
 
 

@@ -278,3 +278,24 @@ def test_an_export_is_told_by_content_too(fp32_onnx, tmp_path, images, capsys):
     rc, out, err = cli(capsys, "predict", renamed, images / "cifar.png", "--json")
     assert rc == 0, err
     assert json.loads(out)["runtime"].startswith("onnxruntime")
+
+
+def test_bench_inference_times_eager_and_onnxruntime_fp32_and_int8(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "bench_inference.py"
+    spec = importlib.util.spec_from_file_location("bench_inference", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "bench.json"
+    assert bench.main(["--models", "logreg", "--batch-sizes", "1", "4", "--runs", "2", "--min-time", "0.01",
+                       "--warmup", "1", "--threads", "1", "--runtimes", "eager", "ort-fp32", "ort-int8",
+                       "--out", str(out)]) == 0
+    assert "| logreg | 4 | 1 |" in capsys.readouterr().out
+    rows = json.loads(out.read_text())["results"]
+    assert [(r["runtime"], r["batch"]) for r in rows] == [(rt, b) for rt in ("eager", "ort-fp32", "ort-int8")
+                                                          for b in (1, 4)]
+    eager = {r["batch"]: r["images_per_s"] for r in rows if r["runtime"] == "eager"}
+    for r in rows:
+        assert r["images_per_s"] > 0 and r["x_eager"] == pytest.approx(r["images_per_s"] / eager[r["batch"]], rel=1e-2)

@@ -52,9 +52,8 @@ def reader(images_uint8):
     return _Reader()
 
 
-def quantize_int8(fp32_bytes, root, calib_images=DEFAULT_CALIB_IMAGES, seed=DEFAULT_SEED, verify="full",
-                  measure=True, batch_size=256) -> tuple[bytes, dict]:
-    """(int8 ONNX bytes, the metadata added to it). ``measure``: also the test errors of both graphs."""
+def quantize_bytes(fp32_bytes, calib_uint8):
+    """The int8 QDQ ModelProto of an fp32 export, calibrated on ``calib_uint8`` (N, 3, 32, 32) images."""
     import tempfile
     from pathlib import Path
 
@@ -63,7 +62,6 @@ def quantize_int8(fp32_bytes, root, calib_images=DEFAULT_CALIB_IMAGES, seed=DEFA
     require_ort()
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    calib = calibration_images(root, calib_images, seed, verify)
     fp32 = onnx.load_from_string(fp32_bytes)
     with tempfile.TemporaryDirectory(prefix="c100-quant-") as tmp:
         out = Path(tmp) / "int8.onnx"
@@ -71,12 +69,22 @@ def quantize_int8(fp32_bytes, root, calib_images=DEFAULT_CALIB_IMAGES, seed=DEFA
         level = root_logger.level  # quantize_static logs a hint to run quant_pre_process: it changes no node here
         root_logger.setLevel(logging.ERROR)
         try:
-            quantize_static(fp32, out, reader(calib), quant_format=QuantFormat.QDQ, per_channel=True,
+            quantize_static(fp32, out, reader(calib_uint8), quant_format=QuantFormat.QDQ, per_channel=True,
                             reduce_range=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
                             calibrate_method=CalibrationMethod.MinMax)
         finally:
             root_logger.setLevel(level)
-        q = onnx.load(str(out))
+        return onnx.load(str(out))
+
+
+def quantize_int8(fp32_bytes, root, calib_images=DEFAULT_CALIB_IMAGES, seed=DEFAULT_SEED, verify="full",
+                  measure=True, batch_size=256) -> tuple[bytes, dict]:
+    """(int8 ONNX bytes, the metadata added to it). ``measure``: also the test errors of both graphs."""
+    import onnx
+
+    calib = calibration_images(root, calib_images, seed, verify)
+    q = quantize_bytes(fp32_bytes, calib)
+    fp32 = onnx.load_from_string(fp32_bytes)
     added = {"quantization": "int8 static", "quant_method": "onnxruntime.quantization.quantize_static QDQ MinMax",
              "quant_per_channel": "true", "quant_reduce_range": "true",
              "quant_activation_type": "QInt8", "quant_weight_type": "QInt8",
