@@ -3,6 +3,7 @@
     c100 export runs/resnet18-fast-s0 --format onnx                 # -> runs/resnet18-fast-s0/export/resnet18.onnx
     c100 export runs/resnet18-fast-s0/checkpoints/best.pt --format torchscript --out resnet18.pt
     c100 export runs/resnet18-fast-s0 --format safetensors --out weights/resnet18.safetensors
+    c100 export runs/resnet18-fast-s0 --format onnx --quantize int8   # -> .../export/resnet18.int8.onnx
 
 CHECKPOINT: a checkpoint (.pt), a run folder (its checkpoints/last.pt) or a .safetensors weights
 file. EMA weights are exported when the checkpoint has them.
@@ -14,6 +15,14 @@ free. Metadata (model, recipe, class names, superclasses, test error, versions) 
 metadata_props, or as the TorchScript extra file c100_metadata.json. Before it is written, the
 export is run (onnxruntime / torch.jit.load) at batch sizes 1 and 7 and must match PyTorch within
 1e-4; --no-verify skips that.
+
+--quantize int8 (onnx only): the verified fp32 graph statically quantized with ONNX Runtime
+(quantize_static, QDQ, int8 activations and per-channel 7-bit weights, MinMax), calibrated on
+--calib-images train images (default 512, never test images) drawn with --calib-seed (default 0)
+from --data-root / $C100_DATA; then the int8 and fp32 test errors are measured (--no-measure: not)
+and recorded with the calibration and method in metadata_props. Default out:
+RUN/export/<model>.int8.onnx. `c100 eval` / `c100 predict` run .onnx files with ONNX Runtime.
+Needs pip install 'c100[export]'.
 
 safetensors: the state_dict and string metadata; load it with `c100.load(PATH)` or `c100 predict`,
 which apply the preprocessing and normalisation themselves.
