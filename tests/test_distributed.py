@@ -143,7 +143,7 @@ def test_rank_random_streams_on_resume():
     ckpt = {"rng": s0, "rng_ranks": [s0, s1], "world_size": 2, "epoch": 2, "step_in_epoch": 0}
 
     def restored(rank, world, ck):
-        _restore_rng(SimpleNamespace(env=DistEnv(rank, rank, world), cfg=cfg), ck)
+        _restore_rng(SimpleNamespace(env=DistEnv(rank, rank, world), cfg=cfg, device=torch.device("cpu")), ck)
         return torch.get_rng_state()
 
     assert torch.equal(restored(1, 2, ckpt), s1["torch"])  # same world size: each rank its own

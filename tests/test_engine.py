@@ -232,3 +232,46 @@ def test_a_training_step_neither_syncs_nor_copies_host_data_to_the_device(tiny_d
     run(cfg, tmp_path / "r", tiny_data, verify="structure", progress=False, log=lambda *a: None, test=False)
     assert len(steps) == 8  # 800 training images in batches of 100, each step watched
     assert seen == [], f"host syncs / host-to-device copies inside a training step: {sorted(set(seen))}"
+
+
+@pytest.fixture
+def fake_cuda_rng(monkeypatch):
+    """torch.cuda's RNG functions on a machine without CUDA: device i's state is a tensor filled with i."""
+    restored = []
+    monkeypatch.setattr(torch.cuda, "get_rng_state",
+                        lambda device="cuda": torch.full((4,), torch.device(device).index or 0, dtype=torch.uint8))
+    monkeypatch.setattr(torch.cuda, "set_rng_state",
+                        lambda state, device="cuda": restored.append((int(state[0]), torch.device(device))))
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: pytest.fail("every GPU's state was read"))
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: pytest.fail("every GPU's state was set"))
+    return restored
+
+
+def test_rng_state_holds_the_training_device_only(fake_cuda_rng):
+    from c100.checkpoint import rng_state, set_rng_state
+
+    cpu = rng_state(torch.device("cpu"))
+    assert cpu["cuda"] is None and torch.equal(cpu["torch"], torch.get_rng_state())
+    saved = rng_state(torch.device("cuda:1"))
+    assert int(saved["cuda"][0]) == 1 and saved["cuda"].shape == (4,)
+    set_rng_state(saved, torch.device("cuda:0"))  # a rank's own state goes to the device it trains on
+    set_rng_state(saved, torch.device("cpu"))  # a GPU run resumed on the CPU: the CUDA state is not used
+    assert fake_cuda_rng == [(1, torch.device("cuda:0"))]
+
+
+def test_an_old_all_gpus_rng_list_resumes_on_fewer_gpus(fake_cuda_rng):
+    """Checkpoints from before issue 19 hold get_rng_state_all()'s list: 8 GPUs resumed on 1 (or on a
+    device whose index the list lacks) took index -> IndexError; now the device's entry, else the first."""
+    from types import SimpleNamespace
+
+    from c100.checkpoint import set_rng_state
+    from c100.distributed import DistEnv
+    from c100.engine.trainer import _restore_rng
+
+    eight = {"torch": torch.get_rng_state(), "cuda": [torch.full((4,), 10 + i, dtype=torch.uint8) for i in range(8)]}
+    ckpt = {"rng": eight, "rng_ranks": [eight] * 8, "world_size": 8, "epoch": 1, "step_in_epoch": 0}
+    _restore_rng(SimpleNamespace(env=DistEnv(), cfg=tiny_cfg(), device=torch.device("cuda:0")), ckpt)
+    set_rng_state(eight, torch.device("cuda:3"))
+    set_rng_state({**eight, "cuda": eight["cuda"][:2]}, torch.device("cuda:5"))
+    set_rng_state({**eight, "cuda": []}, torch.device("cuda:0"))
+    assert fake_cuda_rng == [(10, torch.device("cuda:0")), (13, torch.device("cuda:3")), (10, torch.device("cuda:5"))]

@@ -5,7 +5,7 @@
      "epoch": epochs completed, "step_in_epoch": optimizer steps done in the epoch in progress,
      "global_step": ..., "partial": running sums of the epoch in progress, "metrics": [rows so far],
      "best": {"epoch", "val_top1_err"}, "train_time_s": ..., "eval_time_s": ...,
-     "rng": {"torch": ..., "cuda": [...] | None}}
+     "rng": {"torch": ..., "cuda": the training device's state | None}}
 
 Nothing in a checkpoint can run code: ``torch.load(weights_only=True)`` admits tensors and plain
 containers only, and a file naming any other global is refused with a clear message.
@@ -185,12 +185,25 @@ def _torch_reason(e) -> str:
     return keep[0] if keep else type(e).__name__
 
 
-def rng_state():
-    return {"torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+def rng_state(device=None):
+    """The CPU generator's state and, when ``device`` is a CUDA device, that one device's (each rank
+    saves its own training device: a resume on fewer or other GPUs needs no state of absent ones)."""
+    cuda = device is not None and torch.device(device).type == "cuda"
+    return {"torch": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if cuda else None}
 
 
-def set_rng_state(state):
+def set_rng_state(state, device=None):
+    """Restore ``rng_state(device)``. A CUDA state goes to ``device`` only (ignored when it is the CPU).
+    Older checkpoints saved every visible GPU's state as a list (get_rng_state_all); from one of those
+    the entry of ``device``'s index is taken, or the first when the run had fewer GPUs."""
     torch.set_rng_state(state["torch"])
-    if state.get("cuda") is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda = state.get("cuda")
+    if cuda is None or device is None or torch.device(device).type != "cuda":
+        return
+    device = torch.device(device)
+    if isinstance(cuda, (list, tuple)):
+        if not cuda:
+            return
+        index = device.index or 0
+        cuda = cuda[index] if index < len(cuda) else cuda[0]
+    torch.cuda.set_rng_state(cuda, device)

@@ -622,12 +622,12 @@ def _check_finite_weights(r, state):
 
 def _save(r: Run, optimizer, state, best):
     _check_finite_weights(r, state)  # on every rank: their weights are the same, so all stop together
-    rngs = all_gather_object(rng_state(), r.env) if r.env.enabled else None  # every rank takes part
+    rngs = all_gather_object(rng_state(r.device), r.env) if r.env.enabled else None  # every rank takes part
     if not r.env.is_main:
         return
     ckpt = {"config": r.cfg.to_dict(), "model": r.raw_model.state_dict(), "optimizer": optimizer.state_dict(),
             "ema": r.ema.state_dict() if r.ema is not None else None,
-            "scaler": r.scaler.state_dict() if r.scaler is not None else None, "rng": rng_state(),
+            "scaler": r.scaler.state_dict() if r.scaler is not None else None, "rng": rng_state(r.device),
             "world_size": r.env.world_size, "rng_ranks": rngs, **state}
     try:
         # best.pt first: a crash between the two writes leaves last.pt at the previous epoch, whose
@@ -644,9 +644,9 @@ def _restore_rng(r: Run, ckpt):
     the saved rank 0 stream and every other rank a fresh stream derived from (seed, rank, step)."""
     rngs = ckpt.get("rng_ranks")
     if rngs and len(rngs) == r.env.world_size:
-        set_rng_state(rngs[r.env.rank])
+        set_rng_state(rngs[r.env.rank], r.device)
         return
-    set_rng_state(ckpt["rng"])
+    set_rng_state(ckpt["rng"], r.device)
     if r.env.rank:
         step = ckpt.get("epoch", 0) * 1_000_003 + ckpt.get("step_in_epoch", 0)
         torch.manual_seed(rank_seed(r.cfg.seed, r.env.rank) + step)
