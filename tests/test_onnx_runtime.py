@@ -299,3 +299,13 @@ def test_bench_inference_times_eager_and_onnxruntime_fp32_and_int8(tmp_path, cap
     eager = {r["batch"]: r["images_per_s"] for r in rows if r["runtime"] == "eager"}
     for r in rows:
         assert r["images_per_s"] > 0 and r["x_eager"] == pytest.approx(r["images_per_s"] / eager[r["batch"]], rel=1e-2)
+
+
+def test_an_onnx_model_stays_on_the_cpu_and_is_not_exported_again(fp32_onnx, tmp_path, capsys):
+    m = c100.load(fp32_onnx)
+    x = random_uint8(3)
+    assert torch.equal(m.to("cpu").logits(x), m.logits(x))  # .to keeps the graph's own normalisation
+    with pytest.raises(ConfigError, match="CPU"):
+        m.to("cuda")
+    rc, _, err = cli(capsys, "export", fp32_onnx, "--format", "onnx", "--out", tmp_path / "again.onnx")
+    assert rc == ConfigError.exit_code and "already an ONNX export" in err

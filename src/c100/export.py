@@ -176,6 +176,9 @@ def export_model(source, fmt, out=None, data_root=None, check=True, quantize=Non
     if out:
         check_out(Path(out), fmt)  # before the (slow) export
     loaded = source if isinstance(source, LoadedModel) else load(source, "cpu", data_root)
+    if str(loaded.metadata.get("runtime", "")).startswith("onnxruntime"):
+        raise ConfigError(f"{loaded.metadata['source']} is already an ONNX export; export its run folder, checkpoint "
+                          f"or .safetensors weights instead")
     loaded = loaded.to("cpu")
     if not out:
         out = default_out(loaded.metadata["source"], loaded.name, fmt)

@@ -116,9 +116,24 @@ def load_onnx(path) -> "LoadedModel":  # noqa: F821
                               f"output 'logits'")
     md.update(runtime="onnxruntime (CPUExecutionProvider)", quantization=raw.get("quantization", "none (fp32)"),
               onnx={k: raw[k] for k in QUANT_KEYS if k in raw})
-    m = LoadedModel(OrtModule(sess), md, names, "cpu")
-    m.normalizer = unit_normalizer()  # the graph normalises; it takes x / 255
-    return m
+    return _onnx_loaded_model(LoadedModel)(OrtModule(sess), md, names, "cpu")
+
+
+def _onnx_loaded_model(base):
+    class OnnxLoadedModel(base):
+        """A LoadedModel whose graph normalises itself (it takes x / 255) and stays on the CPU."""
+
+        def __init__(self, model, metadata, names, device="cpu"):
+            super().__init__(model, metadata, names, "cpu")
+            self.normalizer = unit_normalizer()
+
+        def to(self, device):
+            if torch.device(device).type != "cpu":
+                raise ConfigError(f"{self.metadata['source']}: .onnx models run on the CPU (onnxruntime "
+                                  f"CPUExecutionProvider), not on {device}")
+            return self
+
+    return OnnxLoadedModel
 
 
 def unit_normalizer():
