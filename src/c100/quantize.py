@@ -9,8 +9,9 @@ per-channel weights and no reduce_range the top-1 error rose from 44.5% to 58.45
 it stayed at 44.5%. A file may run on either kind of CPU, so reduce_range is always on.
 
 The calibration images are ``calib_images`` images of the **train split only**, drawn without
-replacement with ``numpy.random.default_rng(seed)``, fed as the export's graph takes them (float32 [0, 1], the normalisation is inside the graph). The test split is
-read only afterwards, to measure the int8 and the fp32 graphs' test errors for the metadata.
+replacement with ``numpy.random.default_rng(seed)``, fed as the export's graph takes them (float32
+[0, 1], the normalisation is inside the graph). The test split is read only afterwards, to measure
+the int8 and the fp32 graphs' test errors for the metadata.
 """
 import io
 import logging
