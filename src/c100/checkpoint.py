@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from c100 import __version__
+from c100.version import __version__
 from c100.atomic import atomic_write_bytes, torch_save_bytes
 from c100.errors import CheckpointError
 

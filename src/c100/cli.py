@@ -15,7 +15,7 @@ import argparse
 import importlib
 import sys
 
-from c100 import __version__
+from c100.version import __version__
 from c100.cpu_alloc import tune_cpu_allocator
 from c100.errors import C100Error
 

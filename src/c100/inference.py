@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from c100 import __version__
+from c100.version import __version__
 from c100.errors import C100Error, CheckpointError, InputImageError
 
 SIZE = 32

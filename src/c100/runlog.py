@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from c100 import __version__
+from c100.version import __version__
 from c100.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text, remove_stale_temp_files
 from c100.errors import RunFolderError
 

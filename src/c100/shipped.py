@@ -13,7 +13,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from c100 import __version__
+from c100.version import __version__
 from c100.errors import CheckpointError, ConfigError
 
 NEEDED = ("machine", "train_time_s", "images_per_s")  # what a shipped row states besides the errors

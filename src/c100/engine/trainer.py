@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from c100 import __version__
+from c100.version import __version__
 from c100.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from c100.data.cifar import load_meta, load_split, stratified_split
 from c100.data.loader import DeviceDataset, Normalizer, TrainBatches, steps_per_epoch, strong_augment

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from c100 import __version__
+from c100.version import __version__
 from c100.atomic import atomic_write_json
 from c100.errors import ConfigError, NumericalError, ResourceError, StudyError
 from c100.tune.space import Space
