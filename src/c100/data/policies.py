@@ -24,12 +24,13 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
+from c100.data.names import POLICIES  # one list, shared with the config
+
 OPS = ("Identity", "ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Brightness", "Color", "Contrast",
        "Sharpness", "Posterize", "Solarize", "AutoContrast", "Equalize", "Invert")
 OP_ID = {name: i for i, name in enumerate(OPS)}
 GEOMETRIC = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate")
 SIGNED = GEOMETRIC + ("Brightness", "Color", "Contrast", "Sharpness")  # a random sign per application
-POLICIES = ("none", "autoaugment", "randaugment", "trivialaugment")
 
 # RandAugment's and TrivialAugment's op sets (torchvision's; TrivialAugment is its "wide" space).
 RANDAUGMENT_OPS = ("Identity", "ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate", "Brightness", "Color",

@@ -1,12 +1,13 @@
-"""TrainConfig: every choice of a training run in one frozen dataclass, units in the comments.
+"""TrainConfig: every choice of a training run in one frozen dataclass, with units, help and choices.
 
 A config is resolved from a recipe (c100.engine.recipes), the recipe's per-model overrides and the
-command line's overrides, validated, written to the run folder and saved in every checkpoint.
+command line's overrides (each `option` field is a flag; c100.commands._common), validated, written to the run folder and saved in every checkpoint.
 """
 import dataclasses
 import math
 from dataclasses import dataclass, field, fields
 
+from c100.data.names import POLICIES
 from c100.errors import ConfigError
 
 SCHEDULES = ("multistep", "cosine", "linear", "constant")
@@ -14,69 +15,80 @@ NORMALIZE = ("seed", "cifar100")
 AMP = ("auto", "bf16", "fp16", "none")
 TTA = ("none", "flip", "flip-translate")
 DEVICES = ("auto", "cpu", "cuda")
-POLICIES = ("none", "autoaugment", "randaugment", "trivialaugment")
 # Builder keywords that take `drop_path`, in order of preference: ShakeDrop's p_L (pyramidnet);
 # stochastic depth under the names models use for it. timm/<name> models get drop_path_rate.
 DROP_PATH_KWARGS = ("shakedrop", "drop_path_rate", "drop_path", "stochastic_depth")
 MAX_THREADS = 4096
 
 
+def option(default, help, choices=None):
+    """A field the command line may override: its help text and choices live here, once, and
+    c100.commands._common generates the `--flag` from them (fields without `option` are not flags)."""
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     model: str = "resnet18"
     recipe: str = "custom"
-    seed: int = 0                      # model init, data order and augmentation
+    seed: int = option(0, "random seed (model init, data order and augmentation)")
     # --- data
-    val_size: int = 5000               # training images held out (stratified) for every choice
+    val_size: int = option(5000, "validation images held out (stratified) of train for every choice "
+                                 "(multiple of 100; 0 = none)")
     split_seed: int = 0                # fixes the validation split, independent of `seed`
-    normalize: str = "cifar100"        # "seed": mean/std 0.5; "cifar100": the data set's mean/std
-    crop_padding: int = 4              # pixels of zero padding before the random 32x32 crop; 0 = off
-    flip: bool = True                  # random horizontal flip
-    # strong augmentation after crop/flip, in this order (c100.data.policies, c100.data.mixing); every
-    # draw comes from a per-(seed, epoch) stream, so runs stay exact to resume and world-size free
-    augment_policy: str = "none"       # none | autoaugment (CIFAR-10 policy) | randaugment | trivialaugment
-    randaugment_n: int = 2             # RandAugment: ops per image
-    randaugment_m: int = 9             # RandAugment: magnitude bin, 0..30
-    cutout: int = 0                    # side in pixels of a square erased at a uniform centre; 0 = off
-    random_erasing: float = 0.0        # probability of erasing one box of 2-33% of the area; 0 = off
-    mixup_alpha: float = 0.0           # Mixup weight ~ Beta(a, a); 0 = off
-    cutmix_alpha: float = 0.0          # CutMix area ~ Beta(a, a); 0 = off; both on: 50/50 per image
-    mix_prob: float = 1.0              # probability that an image is mixed at all (when a mix is on)
+    normalize: str = option("cifar100", "normalisation: seed = mean/std 0.5, cifar100 = the data set's "
+                                        "mean/std", NORMALIZE)
+    crop_padding: int = option(4, "zero padding in pixels before the random 32x32 crop (0 = no crop)")
+    flip: bool = option(True, "random horizontal flip (true/false)")
+    # Strong augmentation after crop/flip, in this order (c100.data.policies, c100.data.mixing); every
+    # draw comes from a per-(seed, epoch) stream, so runs stay exact to resume and world-size free.
+    augment_policy: str = option("none", "per-image policy after crop/flip, on the device (autoaugment: "
+                                         "its CIFAR-10 policy)", POLICIES)
+    randaugment_n: int = option(2, "RandAugment ops per image")
+    randaugment_m: int = option(9, "RandAugment magnitude bin (0-30)")
+    cutout: int = option(0, "side in pixels of a square erased at a uniform centre (0 = off)")
+    random_erasing: float = option(0.0, "probability of erasing one box of 2-33% of the area (0 = off)")
+    mixup_alpha: float = option(0.0, "Mixup weight ~ Beta(a, a) (0 = off)")
+    cutmix_alpha: float = option(0.0, "CutMix area ~ Beta(a, a) (0 = off; both on: 50/50 per image)")
+    mix_prob: float = option(1.0, "probability that an image is mixed at all (when Mixup or CutMix is on)")
     # --- optimisation
-    epochs: int = 30
-    batch_size: int = 128              # global: images per optimizer step, all ranks together
-    lr: float = 0.1                    # peak learning rate for `batch_size`
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 5e-4         # L2 coefficient (coupled, as torch.optim.SGD)
-    decay_norm_and_bias: bool = True   # False: no weight decay on norm weights and biases
-    schedule: str = "multistep"        # multistep | cosine | linear (to 0) | constant
-    milestones: tuple = (60, 120, 160) # epochs at which multistep multiplies the lr by gamma
-    gamma: float = 0.2
-    warmup_epochs: float = 0.0         # linear warm-up from 0 over this many epochs
-    label_smoothing: float = 0.0
-    grad_clip: float = 0.0             # max global gradient norm; 0 = off
-    sam_rho: float = 0.0               # SAM radius (L2 norm in weight space); 0 = plain step, >0 = 2 passes
-    ema_decay: float = 0.0             # EMA of weights: decay per optimizer step; 0 = off. Validation, test
-                                       # and `c100 eval` then use the EMA weights
-    ema_warmup: bool = False           # EMA decay min(ema_decay, (1 + t) / (10 + t)) at optimizer step t
-    drop_path: float = 0.0             # stochastic depth / ShakeDrop rate at the last block (0 = the model's
-                                       # default); only models whose builder takes one (see model_kwargs)
-    dropout: float = 0.0               # dropout rate, for models whose builder takes `dropout` (0 = default)
+    epochs: int = option(30, "number of epochs (the schedule spans them)")
+    batch_size: int = option(128, "global batch size (images per optimizer step, all ranks together)")
+    lr: float = option(0.1, "peak learning rate for batch_size")
+    momentum: float = option(0.9, "SGD momentum")
+    nesterov: bool = option(False, "Nesterov momentum (true/false)")
+    weight_decay: float = option(5e-4, "weight decay (L2 coefficient, coupled as in torch.optim.SGD)")
+    decay_norm_and_bias: bool = option(True, "apply weight decay to norm weights and biases (true/false)")
+    schedule: str = option("multistep", "learning-rate schedule (linear decays to 0)", SCHEDULES)
+    milestones: tuple = option((60, 120, 160), "multistep epochs at which the lr is multiplied by gamma, "
+                                               "comma-separated (e.g. 60,120,160)")
+    gamma: float = option(0.2, "multistep factor")
+    warmup_epochs: float = option(0.0, "linear warm-up from 0 over this many epochs")
+    label_smoothing: float = option(0.0, "label smoothing")
+    grad_clip: float = option(0.0, "max global gradient norm (0 = off)")
+    sam_rho: float = option(0.0, "SAM radius, L2 norm in weight space (0 = plain optimizer step; >0 doubles "
+                                 "the step cost)")
+    ema_decay: float = option(0.0, "EMA of weights, decay per optimizer step (0 = off); validation, test and "
+                                   "c100 eval then use the EMA weights")
+    ema_warmup: bool = option(False, "EMA decay warm-up min(decay, (1+t)/(10+t)) at step t (true/false)")
+    drop_path: float = option(0.0, "stochastic depth / ShakeDrop rate at the last block, for models whose "
+                                   "builder takes one (0 = the model's default; see model_kwargs)")
+    dropout: float = option(0.0, "dropout rate for models whose builder takes one (0 = the model's default)")
     # --- hardware
-    device: str = "auto"               # auto | cpu | cuda
-    amp: str = "auto"                  # auto = bf16 autocast on CUDA and on CPUs with bf16 units, else
-                                       # none (fp32); config.json records the resolved value
-    channels_last: bool = True         # NHWC activations and weights (faster on CUDA and on the CPU)
-    compile: bool = False              # torch.compile the model (CUDA only; ignored on CPU)
-    sync_bn: bool = False              # SyncBatchNorm across ranks under torchrun
-    eval_batch_size: int = 1000
+    device: str = option("auto", "where to train", DEVICES)
+    amp: str = option("auto", "precision: auto = bf16 autocast on CUDA and on CPUs with bf16 units, "
+                              "else none (fp32); config.json records the resolved value", AMP)
+    channels_last: bool = option(True, "NHWC activations and weights, on CUDA and the CPU (true/false)")
+    compile: bool = option(False, "torch.compile the model, on CUDA only; ignored on the CPU (true/false)")
+    sync_bn: bool = option(False, "SyncBatchNorm across ranks under torchrun (true/false)")
+    eval_batch_size: int = option(1000, "evaluation batch size")
     # --- run control
-    eval_every: int = 1                # validate every N epochs (and always after the last)
-    tta: str = "none"                  # test-time augmentation for the final evaluation
-    budget_minutes: float = 0.0        # >0: choose `epochs` so that training fits this many minutes
-    train_subset: int = 0              # >0: train on only this many (stratified) images; for budgets
-    threads: int = 0                   # CPU threads for torch (0 = torch's default)
+    eval_every: int = option(1, "validate every N epochs (and always after the last)")
+    tta: str = option("none", "test-time augmentation of the final evaluation", TTA)
+    budget_minutes: float = option(0.0, "fit training into this many minutes (fewer epochs, or a subset; "
+                                        "0 = off)")
+    train_subset: int = option(0, "train on only this many stratified images, for budgets (0 = all)")
+    threads: int = option(0, "CPU threads for torch (0 = torch's default)")
     notes: str = ""
 
     def __post_init__(self):
