@@ -22,7 +22,7 @@ from c100.distributed import DistEnv, rank_seed
 from c100.engine.config import TrainConfig
 from c100.engine.device import resolve_amp
 from c100.engine.recipes import get_recipe
-from c100.engine.trainer import _restore_rng
+from c100.engine.state import restore_rng as _restore_rng
 from c100.models import create_model
 from conftest import c100_cli
 

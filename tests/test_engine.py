@@ -266,7 +266,7 @@ def test_an_old_all_gpus_rng_list_resumes_on_fewer_gpus(fake_cuda_rng):
 
     from c100.checkpoint import set_rng_state
     from c100.distributed import DistEnv
-    from c100.engine.trainer import _restore_rng
+    from c100.engine.state import restore_rng as _restore_rng
 
     eight = {"torch": torch.get_rng_state(), "cuda": [torch.full((4,), 10 + i, dtype=torch.uint8) for i in range(8)]}
     ckpt = {"rng": eight, "rng_ranks": [eight] * 8, "world_size": 8, "epoch": 1, "step_in_epoch": 0}

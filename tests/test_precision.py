@@ -116,7 +116,7 @@ def test_evaluation_logits_are_fp32_under_bf16_autocast(tta):
 def test_cuda_settings_apply_on_cuda_only(monkeypatch):
     """cudnn.benchmark and TF32 matmuls on CUDA, set where training and evaluation resolve their device
     (issue 19, defect 6); on the CPU nothing changes and the summary's "cuda_settings" is null."""
-    import c100.engine.trainer as trainer
+    import c100.engine.device as trainer  # resolve_device and device_kind moved there from the trainer
 
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     precision = torch.get_float32_matmul_precision()

@@ -14,6 +14,7 @@ from functools import lru_cache, partial
 
 import torch
 
+from c100.distributed import DistEnv
 from c100.errors import ConfigError
 
 NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -54,6 +55,14 @@ def configure_cuda(device: torch.device) -> dict | None:
             "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32}
 
 
+def resolve_device(cfg, env: DistEnv = DistEnv()) -> torch.device:
+    """The device training or evaluation runs on for ``cfg.device`` (this rank's GPU under torchrun),
+    with c100's CUDA settings applied (configure_cuda)."""
+    device = device_kind(cfg.device, env.local_rank)
+    configure_cuda(device)
+    return device
+
+
 def resolve_amp(amp: str, device: torch.device) -> str:
     """The concrete precision for a config's ``amp`` on ``device``: bf16 | fp16 | none."""
     if amp != "auto":
@@ -63,9 +72,10 @@ def resolve_amp(amp: str, device: torch.device) -> str:
     return "none"
 
 
-def autocast_for(amp: str, device: torch.device):
-    """(context factory, resolved amp) for a config's ``amp`` on ``device``."""
-    amp = resolve_amp(amp, device)
+def autocast_for(amp, device: torch.device):
+    """(context factory, resolved amp) for ``amp`` on ``device``: a config's ``amp`` string
+    (auto | bf16 | fp16 | none), or the config itself (training, eval and tuning pass theirs)."""
+    amp = resolve_amp(getattr(amp, "amp", amp), device)
     if amp == "none":
         return nullcontext, amp
     dtype = torch.bfloat16 if amp == "bf16" else torch.float16
@@ -73,6 +83,7 @@ def autocast_for(amp: str, device: torch.device):
 
 
 def device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's threads and architecture (summary.json's "device")."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     bf16 = ", bf16 units" if cpu_has_native_bf16() else ""
