@@ -16,8 +16,10 @@ AMP = ("auto", "bf16", "fp16", "none")
 TTA = ("none", "flip", "flip-translate")
 DEVICES = ("auto", "cpu", "cuda")
 # Builder keywords that take `drop_path`, in order of preference: ShakeDrop's p_L (pyramidnet);
-# stochastic depth under the names models use for it. timm/<name> models get drop_path_rate.
+# stochastic depth under the names models use for it (timm/<name> entries take drop_path_rate).
 DROP_PATH_KWARGS = ("shakedrop", "drop_path_rate", "drop_path", "stochastic_depth")
+# Builder keywords that take `dropout`: c100's name, then timm's.
+DROPOUT_KWARGS = ("dropout", "drop_rate")
 MAX_THREADS = 4096
 
 
@@ -195,12 +197,6 @@ def model_kwargs(c: TrainConfig) -> dict:
     kwargs = {}
     if c.drop_path <= 0 and c.dropout <= 0:
         return kwargs
-    if c.model.startswith("timm/"):
-        if c.drop_path > 0:
-            kwargs["drop_path_rate"] = c.drop_path
-        if c.dropout > 0:
-            kwargs["drop_rate"] = c.dropout
-        return kwargs
     import inspect
 
     from c100.models import get_entry
@@ -212,6 +208,7 @@ def model_kwargs(c: TrainConfig) -> dict:
                       f"{', '.join(DROP_PATH_KWARGS)}); leave drop_path at 0")
         kwargs[names[0]] = c.drop_path
     if c.dropout > 0:
-        _check("dropout" in accepted, f"model {c.model} takes no dropout rate; leave dropout at 0")
-        kwargs["dropout"] = c.dropout
+        names = [k for k in DROPOUT_KWARGS if k in accepted]
+        _check(names, f"model {c.model} takes no dropout rate; leave dropout at 0")
+        kwargs[names[0]] = c.dropout
     return kwargs

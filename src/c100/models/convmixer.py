@@ -10,7 +10,7 @@ with 100 classes.
 import torch.nn as nn
 
 from c100.models.registry import register_model
-from c100.models.resnet import PooledClassifier
+from c100.models.layers import PooledClassifier
 
 PAPER = "Trockman & Kolter, Patches Are All You Need?, TMLR 2023"
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 
 from c100.models.registry import register_model
-from c100.models.resnet import PooledClassifier, bn_relu_conv
+from c100.models.layers import PooledClassifier, bn_relu_conv
 
 PAPER = "Huang et al., Densely Connected Convolutional Networks, CVPR 2017"
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn as nn
 
 from c100.models.registry import register_model
-from c100.models.resnet import PooledClassifier, conv_bn_relu
+from c100.models.layers import PooledClassifier, conv_bn_relu
 
 PAPER = "Szegedy et al., Going Deeper with Convolutions, CVPR 2015"
 

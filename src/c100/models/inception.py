@@ -23,7 +23,7 @@ import torch.nn as nn
 from torchvision.models.inception import InceptionA, InceptionB, InceptionC, InceptionD, InceptionE
 
 from c100.models.registry import register_model
-from c100.models.resnet import PooledClassifier, conv_bn_relu
+from c100.models.layers import PooledClassifier, conv_bn_relu
 
 PAPER_V3 = "Szegedy et al., Rethinking the Inception Architecture for Computer Vision, CVPR 2016"
 PAPER_V4 = "Szegedy et al., Inception-v4, Inception-ResNet and the Impact of Residual Connections on Learning, AAAI 2017"

@@ -15,7 +15,7 @@ from functools import partial
 import torch.nn as nn
 
 from c100.models.registry import register_model
-from c100.models.resnet import PooledClassifier, conv_bn, conv_bn_relu
+from c100.models.layers import PooledClassifier, conv_bn, conv_bn_relu
 
 PAPER_V1 = "Howard et al., MobileNets: Efficient Convolutional Neural Networks for Mobile Vision Applications, 2017"
 PAPER_V2 = "Sandler et al., MobileNetV2: Inverted Residuals and Linear Bottlenecks, CVPR 2018"

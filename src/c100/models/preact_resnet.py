@@ -7,7 +7,8 @@ also the wide ResNet's (``wide_resnet.py``), which adds dropout between the two 
 import torch.nn as nn
 import torch.nn.functional as F
 
-from c100.models.resnet import bn_relu_conv, register_depths
+from c100.models.layers import bn_relu_conv
+from c100.models.resnet import register_depths
 
 PAPER = "He et al., Identity Mappings in Deep Residual Networks, ECCV 2016"
 

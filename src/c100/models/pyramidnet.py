@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from c100.models.registry import register_model
-from c100.models.resnet import PooledClassifier
+from c100.models.layers import PooledClassifier
 
 PAPER = ("Han et al., Deep Pyramidal Residual Networks, CVPR 2017; "
          "Yamada et al., ShakeDrop Regularization for Deep Residual Learning, IEEE Access 2019")

@@ -2,6 +2,9 @@
 
 Every builder takes ``num_classes`` and returns an ``nn.Module`` that maps a float batch
 ``(N, 3, 32, 32)`` to logits ``(N, num_classes)``. Models never move themselves to a device or dtype.
+
+The families register here when ``c100.models`` imports them; this module imports none of them.
+``timm/<name>`` is resolved here too (``get_entry``), so no caller special-cases the prefix.
 """
 from dataclasses import dataclass
 from typing import Callable
@@ -22,6 +25,8 @@ class ModelEntry:
 _REGISTRY: dict[str, ModelEntry] = {}
 # Other spellings of registered names (another zoo's, a paper's): alias -> registered name.
 _ALIASES: dict[str, str] = {}
+TIMM_PREFIX = "timm/"
+TIMM_PAPER = "Wightman, PyTorch Image Models (timm)"
 
 
 def register_model(name=None, *, family, paper=""):
@@ -47,14 +52,12 @@ def register_alias(alias, target):
 
 def list_aliases() -> dict[str, str]:
     """Every alias and the registered model it builds."""
-    _import_families()
     return dict(sorted(_ALIASES.items()))
 
 
 def list_models(family=None):
     """Every registered model name, or those of ``family`` (an unknown family is an error, not an empty
     or a full list)."""
-    _import_families()
     if family is not None:
         families = sorted({e.family for e in _REGISTRY.values()})
         if family not in families:
@@ -68,8 +71,10 @@ def list_models(family=None):
 
 
 def get_entry(name) -> ModelEntry:
-    """The entry of a registered name or of an alias (whose entry is its target's)."""
-    _import_families()
+    """The entry of a registered name, of an alias (whose entry is its target's) or of ``timm/<name>``
+    (family "timm"; an unknown timm name is an UnknownNameError with close timm names)."""
+    if name.startswith(TIMM_PREFIX):
+        return _timm_entry(name)
     name = _ALIASES.get(name, name)
     if name not in _REGISTRY:
         raise UnknownNameError(close_matches_message("model", name, sorted(_REGISTRY)))
@@ -77,16 +82,22 @@ def get_entry(name) -> ModelEntry:
 
 
 def create_model(name, num_classes=100, **kwargs) -> nn.Module:
-    """Build a registered model, or any timm model as ``timm/<name>``."""
+    """Build a registered model, an alias's or any timm model as ``timm/<name>``."""
     if not isinstance(num_classes, int) or num_classes < 1:
         raise UnknownNameError(f"num_classes must be a positive integer, got {num_classes!r}")
-    if name.startswith("timm/"):
-        from c100.models.timm_adapter import create_timm_model
-
-        return create_timm_model(name[len("timm/"):], num_classes=num_classes, **kwargs)
     return get_entry(name).builder(num_classes=num_classes, **kwargs)
 
 
-def _import_families():
-    # Family modules register themselves on import; importing here keeps the registry lazy.
-    import c100.models.families  # noqa: F401
+def _timm_entry(name) -> ModelEntry:
+    from c100.models.timm_adapter import check_timm_name, create_timm_model
+
+    timm_name = name[len(TIMM_PREFIX):]
+    check_timm_name(timm_name)
+
+    # Explicit rate keywords, so that c100.engine.config.model_kwargs finds them in the signature as
+    # it does for registered builders (timm's names: drop_path_rate, drop_rate).
+    def build(num_classes=100, drop_path_rate=None, drop_rate=None, **kwargs):
+        rates = {k: v for k, v in (("drop_path_rate", drop_path_rate), ("drop_rate", drop_rate)) if v is not None}
+        return create_timm_model(timm_name, num_classes=num_classes, **rates, **kwargs)
+
+    return ModelEntry(name, build, "timm", TIMM_PAPER)

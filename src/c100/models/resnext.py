@@ -12,7 +12,8 @@ depths (3, 4, 36, 3); ``grouped_reduce=False`` gives the paper's block (ResNeXt-
 from functools import partial
 
 from c100.models.registry import register_model
-from c100.models.resnet import Bottleneck, ResNet, conv_bn
+from c100.models.layers import conv_bn
+from c100.models.resnet import Bottleneck, ResNet
 
 PAPER = "Xie et al., Aggregated Residual Transformations for Deep Neural Networks, CVPR 2017"
 

@@ -15,7 +15,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from c100.models.registry import register_model
-from c100.models.resnet import PooledClassifier, conv_bn, conv_bn_relu
+from c100.models.layers import PooledClassifier, conv_bn, conv_bn_relu
 
 PAPER_V1 = "Zhang et al., ShuffleNet: An Extremely Efficient CNN for Mobile Devices, CVPR 2018"
 PAPER_V2 = "Ma et al., ShuffleNet V2: Practical Guidelines for Efficient CNN Architecture Design, ECCV 2018"

@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from c100.models.registry import register_model
-from c100.models.resnet import conv_bn_relu
+from c100.models.layers import conv_bn_relu
 
 PAPER = "Iandola et al., SqueezeNet: AlexNet-level accuracy with 50x fewer parameters, arXiv:1602.07360"
 

@@ -22,7 +22,8 @@ from c100.errors import ConfigError, UnknownNameError
 IMAGE_SIZE, PATCH_SIZE = 32, 4
 
 
-def create_timm_model(name, num_classes=100, **kwargs):
+def check_timm_name(name):
+    """UnknownNameError, with close timm names, unless timm has a model ``name``."""
     import timm
 
     if not timm.is_model(name):
@@ -32,6 +33,12 @@ def create_timm_model(name, num_classes=100, **kwargs):
         if close:
             msg += "; did you mean: " + ", ".join(f"timm/{c}" for c in close) + "?"
         raise UnknownNameError(msg + f" (timm.list_models() lists all {len(known)})")
+
+
+def create_timm_model(name, num_classes=100, **kwargs):
+    import timm
+
+    check_timm_name(name)
     if kwargs.pop("pretrained", False):
         raise ConfigError("pretrained timm weights are not supported: c100 builds timm models with random weights")
     cfg = timm.models.get_pretrained_cfg(name)

@@ -18,7 +18,7 @@ from functools import partial
 import torch.nn as nn
 
 from c100.models.registry import register_alias, register_model
-from c100.models.resnet import PooledClassifier, conv_bn_relu
+from c100.models.layers import PooledClassifier, conv_bn_relu
 
 PAPER = "Simonyan & Zisserman, Very Deep Convolutional Networks for Large-Scale Image Recognition, ICLR 2015"
 PAPER_CRD = "Tian et al., Contrastive Representation Distillation, ICLR 2020 (RepDistiller's vgg8/vgg13)"

@@ -12,7 +12,7 @@ CIFAR configuration (weiaicunzai's ``xception``, 21.0M parameters).
 import torch.nn as nn
 
 from c100.models.registry import register_model
-from c100.models.resnet import PooledClassifier, conv_bn, conv_bn_relu
+from c100.models.layers import PooledClassifier, conv_bn, conv_bn_relu
 
 PAPER = "Chollet, Xception: Deep Learning with Depthwise Separable Convolutions, CVPR 2017"
 
