@@ -12,7 +12,7 @@ import c100
 from c100.cli import main
 from c100.errors import CheckpointError
 from c100.export import TORCHSCRIPT_METADATA, wrap
-from c100.inference import load_image
+from c100.images import load_image
 
 from test_predict import no_dataset, run_dir  # noqa: F401  (fixtures shared with test_predict)
 

@@ -16,7 +16,9 @@ from c100.cli import main
 from c100.data.loader import Normalizer
 from c100.engine.config import TrainConfig
 from c100.errors import CheckpointError, InputImageError
-from c100.inference import builtin_class_names, image_to_uint8, load_image, save_weights
+from c100.data.classes import builtin_class_names
+from c100.images import image_to_uint8, load_image
+from c100.inference import save_weights
 from c100.models import create_model
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "cifar100"

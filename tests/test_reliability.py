@@ -35,7 +35,7 @@ from c100.engine import trainer
 from c100.engine.config import TrainConfig
 from c100.engine.trainer import train_step
 from c100.errors import CheckpointError, DataContentError, ResourceError
-from c100.inference import builtin_class_names
+from c100.data.classes import builtin_class_names
 from c100.models import create_model
 from c100.models.registry import _REGISTRY, ModelEntry, list_models
 from c100.runlog import RunDir
@@ -642,7 +642,7 @@ def test_label_names_are_verified_against_the_official_ones_in_order(tmp_path):
         with pytest.raises(DataContentError, match="in another order .*position 10"):
             cifar.load_meta(tmp_path, verify)
     # a prediction never shows the reordered names: they are refused, the built-in list is used
-    from c100.inference import class_names
+    from c100.data.cifar import class_names
 
     assert class_names(tmp_path).fine == builtin_class_names().fine
 

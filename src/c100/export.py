@@ -5,7 +5,7 @@ ONNX and TorchScript exports carry the training normalisation inside them (``Nor
     input  "images"  float32 (N, 3, 32, 32), RGB in [0, 1]  (uint8 pixels / 255, after the resize rule)
     output "logits"  float32 (N, 100)                        (softmax for probabilities)
 
-N is free (1, 7, 256, ...). The resize rule is c100.inference.PREPROCESSING; the class names and
+N is free (1, 7, 256, ...). The resize rule is c100.images.PREPROCESSING; the class names and
 the rest of the metadata go into the file (ONNX metadata_props; a TorchScript extra file
 ``c100_metadata.json``; safetensors metadata). Each export is checked before it is written:
 the exported model's logits must match PyTorch's at batch sizes 1 and 7.
@@ -53,7 +53,7 @@ def wrap(loaded) -> NormalizedModel:
 
 
 def export_metadata(loaded) -> dict:
-    from c100.inference import weights_metadata
+    from c100.weights import weights_metadata
 
     return {**weights_metadata(loaded), "input": INPUT_DOC, "output": "float32 (N, num_classes) logits"}
 

@@ -3,7 +3,7 @@
 ``load_onnx(path)`` gives a ``LoadedModel`` whose ``model`` calls an ``onnxruntime.InferenceSession``
 (CPUExecutionProvider), so ``c100 predict`` and ``c100 eval`` treat it like a checkpoint. The graph
 holds the normalisation and takes float images in [0, 1], so the model's normaliser is ``x / 255``.
-The metadata comes from the file's ``metadata_props`` (the weights-file keys, c100.inference).
+The metadata comes from the file's ``metadata_props`` (the weights-file keys, c100.weights).
 """
 from pathlib import Path
 
@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from c100.data.cifar import NUM_CLASSES
 from c100.errors import CheckpointError, ConfigError
 
 INSTALL = "pip install 'c100[export]'"
@@ -95,7 +96,8 @@ def read_props(path) -> dict:
 
 def load_onnx(path) -> "LoadedModel":  # noqa: F821
     """A LoadedModel running ``path`` through ONNX Runtime; CheckpointError for corrupt or foreign files."""
-    from c100.inference import WEIGHTS_FORMAT, LoadedModel, _parse_metadata
+    from c100.inference import LoadedModel
+    from c100.weights import WEIGHTS_FORMAT, parse_metadata
 
     require_ort()
     path = Path(path)
@@ -105,7 +107,7 @@ def load_onnx(path) -> "LoadedModel":  # noqa: F821
     if raw.get("format") != WEIGHTS_FORMAT:
         raise CheckpointError(f"{path} is an ONNX model but not one c100 exported (no c100 metadata); "
                               f"export one with `c100 export RUN --format onnx`")
-    md, names = _parse_metadata(raw, path)
+    md, names = parse_metadata(raw, path)
     try:
         sess = session(path)
     except Exception as e:  # onnxruntime's InvalidGraph, Fail, ...
@@ -149,7 +151,7 @@ def logits_of(sess_or_module, images_uint8, batch_size=256) -> torch.Tensor:
     run = sess_or_module if isinstance(sess_or_module, nn.Module) else OrtModule(sess_or_module)
     x = torch.as_tensor(images_uint8)
     out = [run(x[s:s + batch_size].float() / 255.0) for s in range(0, len(x), batch_size)]
-    return torch.cat(out) if out else torch.empty(0, 100)
+    return torch.cat(out) if out else torch.empty(0, NUM_CLASSES)
 
 
 def _float(v):

@@ -105,12 +105,13 @@ def quantize_int8(fp32_bytes, root, calib_images=DEFAULT_CALIB_IMAGES, seed=DEFA
 
 def check_runs(int8_bytes, images_uint8):
     """The int8 graph loads in ONNX Runtime and gives (N, 100) finite logits at batch sizes 1 and 7."""
+    from c100.data.cifar import NUM_CLASSES
     from c100.export import ExportError
 
     sess = session(int8_bytes)
     for b in (1, 7):
         got = logits_of(sess, images_uint8[:b])
-        if tuple(got.shape) != (min(b, len(images_uint8)), 100) or not bool(got.isfinite().all()):
+        if tuple(got.shape) != (min(b, len(images_uint8)), NUM_CLASSES) or not bool(got.isfinite().all()):
             raise ExportError(f"the int8 graph gives shape {tuple(got.shape)} (or non-finite logits) for batch {b}; "
                               f"not written")
 

@@ -86,8 +86,8 @@ def run_weights(args):
     from c100.engine.device import autocast_for
     from c100.engine.evaluate import evaluate
     from c100.data.loader import Normalizer
-    from c100.inference import load, resolve_device, shipped_weights
-    from c100.commands.eval import eval_images
+    from c100.inference import load, shipped_weights
+    from c100.commands.eval import eval_device, eval_images
 
     t0 = time.perf_counter()
     if args.run_out and args.split != "test":
@@ -97,7 +97,7 @@ def run_weights(args):
     source = Path(args.checkpoint)
     if not source.exists() and not source.suffix:
         source = shipped_weights(str(args.checkpoint))
-    device = resolve_device(args.device)
+    device = eval_device(args.device)
     loaded = load(source, device)
     md = loaded.metadata
     if args.run_out:

@@ -58,18 +58,18 @@ def shown_checkpoint(path, out):
 
 def is_weights(arg) -> bool:
     """A .safetensors file, or a model name with no such path here (its shipped weights)."""
-    from c100.inference import _is_safetensors
     from c100.models import list_models
+    from c100.weights import is_safetensors
 
     p = Path(arg)
     if p.is_file():
-        return p.suffix == ".safetensors" or _is_safetensors(p)
+        return p.suffix == ".safetensors" or is_safetensors(p)
     return p.suffix == ".safetensors" or (not p.exists() and str(arg) in list_models())
 
 
 def eval_images(root, split, cfg, verify):
     """(uint8 images, fine labels, coarse labels) of the test split or the config's validation split."""
-    from c100.data.cifar import load_split, stratified_split
+    from c100.data.cifar import load_split, train_val_indices
     from c100.errors import ConfigError
 
     if split == "test":
@@ -79,23 +79,29 @@ def eval_images(root, split, cfg, verify):
         raise ConfigError("this run held out no validation images (val_size 0, or no config in the weights file); "
                           "use --split test")
     train = load_split(root, "train", verify)
-    _, idx = stratified_split(train.fine, cfg.val_size, cfg.split_seed)
+    _, idx = train_val_indices(train.fine, cfg.val_size, cfg.split_seed)  # the images the run validated on
     return train.images[idx], train.fine[idx], train.coarse[idx]
+
+
+def eval_device(name):
+    """The torch device for --device, with c100's CUDA settings applied (c100.engine.device)."""
+    from c100.engine.device import configure_cuda, device_kind
+
+    device = device_kind(name)
+    configure_cuda(device)
+    return device
 
 
 def run(args):
     import torch
 
     from c100.atomic import atomic_write_json
-    from c100.checkpoint import load_checkpoint
     from c100.data.cifar import ensure_data, load_meta
-    from c100.data.loader import Normalizer
-    from c100.engine.config import TrainConfig, model_kwargs
+    from c100.engine.config import TrainConfig
+    from c100.engine.device import autocast_for
     from c100.engine.evaluate import evaluate
-    from c100.engine.trainer import autocast_for, resolve_device
-    from c100.errors import CheckpointError, ConfigError
-    from c100.distributed import DistEnv
-    from c100.models import create_model
+    from c100.errors import ConfigError
+    from c100.inference import load_checkpoint_model
 
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be positive, got {args.batch_size}")
@@ -113,23 +119,18 @@ def run(args):
         raise ConfigError("--run-out takes a weights file (.safetensors or a shipped model name); a checkpoint's "
                           "run folder already is a run folder")
     path = resolve_checkpoint(args.checkpoint)
-    ckpt = load_checkpoint(path)
-    cfg = TrainConfig.from_dict(ckpt["config"]).replace(device=args.device)
-    device = resolve_device(cfg, DistEnv())
-    model = create_model(cfg.model, num_classes=100, **model_kwargs(cfg))  # e.g. ShakeDrop's p scales eval
-    try:
-        model.load_state_dict(ckpt.get("ema") or ckpt["model"])
-    except RuntimeError as e:
-        raise CheckpointError(f"{path}: weights do not fit model {cfg.model!r} ({str(e).splitlines()[0]})") from e
-    model.to(device)
+    device = eval_device(args.device)
+    loaded = load_checkpoint_model(path, device, args.data_root)  # EMA weights when the run kept them
+    md = loaded.metadata
+    cfg = TrainConfig.from_dict(md["config"])
     root = ensure_data(args.data_root)
     images, labels, coarse = eval_images(root, args.split, cfg, args.verify)
     tta = args.tta or cfg.tta
-    autocast, _ = autocast_for(cfg, device)
+    autocast, _ = autocast_for(cfg.amp, device)
     try:
-        metrics, logits = evaluate(model, torch.from_numpy(images).to(device), torch.from_numpy(labels).to(device),
-                                   Normalizer.named(cfg.normalize, device), args.batch_size, tta, autocast,
-                                   progress=f"{args.split} (tta {tta})" if sys.stderr.isatty() else None)
+        metrics, logits = evaluate(loaded.model, torch.from_numpy(images).to(device),
+                                   torch.from_numpy(labels).to(device), loaded.normalizer, args.batch_size, tta,
+                                   autocast, progress=f"{args.split} (tta {tta})" if sys.stderr.isatty() else None)
     except torch.cuda.OutOfMemoryError as e:
         from c100.errors import ResourceError
 
@@ -137,7 +138,7 @@ def run(args):
                             f"try --batch-size {max(1, args.batch_size // 2)}") from e
     out = Path(args.out) if args.out else path.parent.parent / f"eval-{args.split}"
     result = {"checkpoint": shown_checkpoint(path, out), "model": cfg.model, "recipe": cfg.recipe,
-              "split": args.split, "tta": tta, "epoch": ckpt.get("epoch"), **metrics}
+              "split": args.split, "tta": tta, "epoch": md.get("epoch"), **metrics}
     atomic_write_json(out / "eval.json", result)
     if args.analysis:
         from c100.report.analysis import analyse_predictions

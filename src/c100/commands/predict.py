@@ -28,8 +28,6 @@ import argparse
 import json
 import sys
 
-NUM_CLASSES = 100  # every c100 model predicts the 100 CIFAR-100 classes
-
 
 def add_parser(sub):
     p = sub.add_parser("predict", help="top-k labels for image files", description=__doc__,
@@ -50,15 +48,18 @@ def add_parser(sub):
 def run(args):
     import torch
 
+    from c100.data.cifar import NUM_CLASSES  # every c100 model predicts the 100 CIFAR-100 classes
+    from c100.engine.device import device_kind
     from c100.errors import ConfigError, InputImageError
-    from c100.inference import PREPROCESSING, image_files, load, load_image, resolve_device
+    from c100.images import PREPROCESSING, image_files, load_image
+    from c100.inference import load
 
     if not 1 <= args.topk <= NUM_CLASSES:
         raise ConfigError(f"--topk must be between 1 and {NUM_CLASSES} (the number of CIFAR-100 classes), "
                           f"got {args.topk}")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be positive, got {args.batch_size}")
-    model = load(args.model, resolve_device(args.device), args.data_root)
+    model = load(args.model, device_kind(args.device), args.data_root)
     files, errors = image_files(args.images)
     md = model.metadata
     width = max([len(str(f)) for f in files] + [4])

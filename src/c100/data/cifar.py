@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from c100.errors import ConfigError, DataContentError, DataCorruptError, DataMissingError
+from c100.data.classes import ClassNames, builtin_class_names
+from c100.errors import C100Error, ConfigError, DataContentError, DataCorruptError, DataMissingError
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
 TGZ_MD5 = "eb9058c3a382ffc7106e4002c42a8d85"
@@ -210,9 +211,7 @@ def load_meta(root, verify="structure") -> Meta:
         raise DataContentError(f"{path}: the label names are not a list of strings ({e})") from e
     if len(fine) != NUM_CLASSES or len(coarse) != NUM_SUPERCLASSES:
         raise DataContentError(f"{path}: expected {NUM_CLASSES} fine and {NUM_SUPERCLASSES} coarse names")
-    from c100.inference import builtin_class_names  # the official names (sorted, as in the meta file)
-
-    official = builtin_class_names()
+    official = builtin_class_names()  # the official names (sorted, as in the meta file)
     for kind, got, want in (("fine", fine, official.fine), ("coarse", coarse, official.coarse)):
         if got == want or (verify == "structure" and sorted(got) != sorted(want)):
             continue  # official, or (structure) a custom data set's own names
@@ -224,6 +223,47 @@ def load_meta(root, verify="structure") -> Meta:
                                + (" (use --verify structure for a data set with its own names)"
                                   if what == "not CIFAR-100's" else ""))
     return Meta(fine, coarse)
+
+
+def class_names(data_root=None) -> ClassNames:
+    """Names from the data set's meta file when it is on this machine, else the built-in CIFAR-100 list.
+
+    The fine-to-coarse mapping is the built-in one when the meta file's names are CIFAR-100's, else it
+    is read off the test split's labels (a custom copy), else there is none.
+    """
+    builtin = builtin_class_names()
+    root = resolve_root(data_root)
+    if not (dataset_dir(root) / "meta").is_file():
+        return builtin
+    try:
+        meta = load_meta(root)
+    except C100Error:
+        return builtin
+    source = f"data set meta file in {dataset_dir(root)}"
+    if meta.fine_names == builtin.fine and meta.coarse_names == builtin.coarse:
+        return ClassNames(builtin.fine, builtin.coarse, builtin.fine_to_coarse, source)
+    try:
+        table = meta.fine_to_coarse(load_split(root, "test", "structure")).tolist()
+    except C100Error:
+        table = None
+    if table is None or min(table) < 0:
+        return ClassNames(meta.fine_names, meta.coarse_names, None, source + " (no superclass mapping)")
+    return ClassNames(meta.fine_names, meta.coarse_names, table, source)
+
+
+def train_val_indices(fine: np.ndarray, val_size: int, split_seed: int, train_subset: int = 0):
+    """A run's (train, val) indices into the train split: the one rule training and evaluation share.
+
+    ``val_size`` images are held out (stratified_split, seed ``split_seed``); with ``train_subset``
+    only that many of the rest are trained on, again the same number per class (seed ``split_seed + 1``),
+    so the validation images are the same with or without a subset."""
+    tr_idx, val_idx = stratified_split(fine, val_size, split_seed)
+    if train_subset:
+        if train_subset > len(tr_idx):
+            raise ConfigError(f"train_subset {train_subset} exceeds the {len(tr_idx)} training images")
+        keep, _ = stratified_split(fine[tr_idx], len(tr_idx) - train_subset, split_seed + 1)
+        tr_idx = tr_idx[keep]
+    return tr_idx, val_idx
 
 
 def stratified_split(labels: np.ndarray, val_size: int, seed: int = 0):

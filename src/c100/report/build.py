@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 
 from c100.atomic import atomic_folder
+from c100.data.cifar import NUM_CLASSES
 from c100.errors import C100Error, ReportError, ResourceError
 from c100.report import plots
 from c100.report.analysis import analyse_predictions
@@ -18,7 +19,7 @@ def slug(*parts):
     return re.sub(r"[^A-Za-z0-9._-]+", "_", "-".join(parts))
 
 
-def class_names(roots, n_fine=100):
+def class_names(roots, n_fine=NUM_CLASSES):
     """(fine, coarse) names from the first CIFAR-100 meta file found under ``roots``, else (None, None)."""
     from c100.data.cifar import default_root, load_meta
 

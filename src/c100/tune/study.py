@@ -431,7 +431,7 @@ def evaluate_test(run_dir, data_root=None, verify="full"):
     from c100.engine.config import TrainConfig
     from c100.engine.evaluate import evaluate
     from c100.engine.trainer import autocast_for, resolve_device
-    from c100.inference import build_model
+    from c100.restore import build_model
     from c100.runlog import RunDir
 
     rd = RunDir(run_dir)
