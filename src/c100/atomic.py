@@ -109,10 +109,6 @@ def atomic_write_json(path, obj):
     atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=False) + "\n")
 
 
-def atomic_torch_save(obj, path):
-    atomic_write_bytes(path, torch_save_bytes(obj))
-
-
 def torch_save_bytes(obj) -> memoryview:
     """What ``torch.save(obj, file)`` would write, as a view of one in-memory buffer (no copy)."""
     import torch

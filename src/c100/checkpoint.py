@@ -3,7 +3,7 @@
     {"format": "c100-checkpoint", "version": 2, "c100_version": ..., "config": TrainConfig dict,
      "model": state_dict, "optimizer": state_dict, "ema": state_dict | None, "scaler": ... | None,
      "epoch": epochs completed, "step_in_epoch": optimizer steps done in the epoch in progress,
-     "global_step": ..., "partial": running sums of the epoch in progress, "metrics": [rows so far],
+     "partial": running sums of the epoch in progress, "metrics": [rows so far],
      "best": {"epoch", "val_top1_err"}, "train_time_s": ..., "eval_time_s": ...,
      "rng": {"torch": ..., "cuda": the training device's state | None}}
 
@@ -51,6 +51,7 @@ def seal_chunks(archive) -> list:
 
 
 def seal(archive) -> bytes:
+    """The sealed file as one bytes object: for tools (and tests) that write a checkpoint archive by other means."""
     return b"".join(seal_chunks(archive))
 
 

@@ -10,10 +10,6 @@ def topk_correct(logits: torch.Tensor, labels: torch.Tensor, ks=(1, 5)) -> list[
     return [hit[:, :k].any(1).sum() for k in ks]
 
 
-def topk_error(logits, labels, k=1) -> float:
-    return 100.0 * (1.0 - topk_correct(logits, labels, (k,))[0].item() / len(labels))
-
-
 def summarize_logits(logits: torch.Tensor, labels: torch.Tensor) -> dict:
     """Top-1/top-5 error (percent) and mean cross-entropy of full-set logits."""
     logits = logits.float()
