@@ -42,7 +42,7 @@ def write_shipped_run(run_out, loaded, source, metrics, logits, labels, coarse, 
     from c100.engine.device import device_name
     from c100.models import get_entry
     from c100.models.info import count_params, forward_gflops
-    from c100.runlog import RunDir
+    from c100.run_folder import RunDir
 
     md = loaded.metadata
     rec = training_of(loaded, source)
