@@ -9,6 +9,9 @@ benchmark's resnet8x4/32x4, thin WRNs and VGG-8/13; VGG, DenseNet, MobileNet, Sh
 SqueezeNet, GoogLeNet, Inception-v3/v4, Inception-ResNet-v2, Xception, PyramidNet, ViT and ConvMixer;
 any timm model as timm/<name>. Other zoos' spellings (vgg16, wrn_40_2, ...) are aliases, listed
 at the end. Published errors come from the sources' own recipes, not from c100.
+
+Params and GFLOPs are counted once per model and c100 version and cached (c100/model_catalog.py):
+the first listing takes about 20 s on a 2-core CPU, later ones well under a second; --recount counts again.
 """
 import argparse
 import json
@@ -20,19 +23,17 @@ def add_parser(sub):
     p.add_argument("names", nargs="*", help="only these models (default: all)")
     p.add_argument("--family", help="only this family")
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    p.add_argument("--recount", action="store_true",
+                   help="measure params and GFLOPs again instead of reading them from the cache "
+                        "(~/.cache/c100; they are counted once per model and c100 version)")
     return p
 
 
 def run(args):
-    from c100.models import get_entry, list_models
-    from c100.models.info import model_table
+    from c100.model_catalog import model_rows
 
-    in_family = list_models(args.family)  # an unknown --family is an error with close matches
-    names = args.names or in_family
-    for n in names:
-        if not n.startswith("timm/"):
-            get_entry(n)  # unknown names fail here with close matches
-    rows = model_table(names)
+    # an unknown --family or name is an error with close matches
+    rows, aliases = model_rows(args.names, args.family, recount=args.recount)
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
@@ -45,10 +46,6 @@ def run(args):
         print(f"{r['name']:<22} {r['family']:<16} {r['params']:>13,} {r['gflops']:>8.3f} "
               f"{err(r['published_top1_err']):>8} {err(r['published_top5_err']):>8} "
               f"{'yes' if r['weights'] else '-':>7}  {r['published_source'] or '-'}")
-    if not args.names:
-        from c100.models import list_aliases
-
-        aliases = {a: t for a, t in list_aliases().items() if t in in_family}
-        if aliases:
-            print("aliases: " + ", ".join(f"{a} = {t}" for a, t in aliases.items()))
+    if not args.names and aliases:
+        print("aliases: " + ", ".join(f"{a} = {t}" for a, t in aliases.items()))
     return 0
