@@ -1,6 +1,10 @@
-"""The run folder: config.json, metrics.jsonl, summary.json, predictions.npz, checkpoints/, tb/.
+"""The run folder format, in one place: what a run folder holds, its file and folder names, the
+run's default name, its status, which config fields do not tell two runs apart, and the writer.
 
-See docs/RUN_FORMAT.md. Only the main rank writes. Every file is written atomically.
+    <run>/config.json, metrics.jsonl, summary.json, predictions.npz, checkpoints/{last,best}.pt, tb/
+
+See docs/RUN_FORMAT.md. ``RunDir`` writes a run (only the main rank writes; every file atomically);
+c100.report.runs reads and validates finished runs with the names and lists defined here.
 """
 import io
 import json
@@ -13,23 +17,58 @@ from c100.version import __version__
 from c100.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text, remove_stale_temp_files
 from c100.errors import RunFolderError
 
-# Fields that may differ between a run and its resume without changing the result's meaning.
-RESUME_MAY_DIFFER = {"device", "threads", "compile", "eval_batch_size", "notes"}
-# Fields that fit_budget (c100.engine.trainer) sets in config.json when budget_minutes is given.
-BUDGET_FITTED = {"epochs", "milestones", "warmup_epochs", "train_subset"}
+CONFIG, METRICS, SUMMARY, PREDICTIONS = "config.json", "metrics.jsonl", "summary.json", "predictions.npz"
+RUN_FILES = (SUMMARY, CONFIG, METRICS, PREDICTIONS)
+CHECKPOINTS, LAST, BEST = "checkpoints", "last.pt", "best.pt"
+TB = "tb"
 # The owner's lock: flock()ed by the one process that trains into the folder, for the whole run; it
 # holds that process's pid. The kernel drops the lock when the process ends, however it ends.
 LOCK_NAME = ".c100.lock"
+
+# The one list of config fields that say how a run was executed or labelled, not what it trained:
+# they may differ between a run and its resume (or a suite's or study's rerun) and do not make two
+# runs different variants in a report. device, threads and compile (CUDA only) change at most the
+# float rounding, like running on another machine; eval_batch_size only how evaluation is batched;
+# eval_every only which epochs carry val_* columns (and so which epoch best.pt may hold): the weights
+# of every epoch, the test error and predictions.npz are the same; notes is a label. (The writer used
+# to ignore compile but not eval_every, the report eval_every but not compile.)
+EXECUTION_FIELDS = frozenset({"device", "threads", "compile", "eval_batch_size", "eval_every", "notes"})
+# config.json keys that record where and with what a run was made, not what it trained.
+BOOKKEEPING = frozenset({"c100_version", "data_root"})
+# Fields that fit_budget (c100.engine) sets in config.json when budget_minutes is given.
+BUDGET_FITTED = frozenset({"epochs", "milestones", "warmup_epochs", "train_subset"})
+
+
+def run_name(model, recipe, seed) -> str:
+    """The default folder name of a run: ``resnet18-fast-s0``; timm/<name> becomes timm_<name>."""
+    return f"{model.replace('/', '_')}-{recipe}-s{seed}"
+
+
+def last_checkpoint(run_dir) -> Path:
+    """<run>/checkpoints/last.pt: the newest full training state (what --resume, eval and export read)."""
+    return Path(run_dir) / CHECKPOINTS / LAST
+
+
+def best_checkpoint(run_dir) -> Path:
+    """<run>/checkpoints/best.pt: the state of the epoch with the lowest validation top-1 error."""
+    return Path(run_dir) / CHECKPOINTS / BEST
+
+
+def run_status(run_dir) -> str:
+    """"finished" (summary.json says so), "resume" (a last checkpoint to continue from) or "new"."""
+    if RunDir(run_dir).finished_summary() is not None:
+        return "finished"
+    return "resume" if last_checkpoint(run_dir).exists() else "new"
 
 
 def config_differences(old: dict, new: dict) -> dict:
     """{field: (old, new)} for the fields in which two configs give different results.
 
-    ``old`` is a config.json (c100_version ignored); RESUME_MAY_DIFFER fields are ignored, and so are
-    the fields fit_budget chose when both configs ask for the same budget_minutes.
+    ``old`` is a config.json; EXECUTION_FIELDS and BOOKKEEPING are ignored, and so are the fields
+    fit_budget chose when both configs ask for the same budget_minutes.
     """
     a, b = _comparable(old), _comparable(new)
-    ignore = {"c100_version"}
+    ignore = set(BOOKKEEPING)
     if a.get("budget_minutes") and a.get("budget_minutes") == b.get("budget_minutes"):
         ignore |= BUDGET_FITTED
     return {k: (a.get(k), b.get(k)) for k in sorted((set(a) | set(b)) - ignore) if a.get(k) != b.get(k)}
@@ -44,9 +83,9 @@ class RunDir:
     def __init__(self, path, enabled=True):
         self.path = Path(path)
         self.enabled = enabled  # False on non-main ranks: nothing is written
-        self.ckpt_dir = self.path / "checkpoints"
-        self.last = self.ckpt_dir / "last.pt"
-        self.best = self.ckpt_dir / "best.pt"
+        self.ckpt_dir = self.path / CHECKPOINTS
+        self.last = last_checkpoint(self.path)
+        self.best = best_checkpoint(self.path)
         self._tb = None
         self._lock_fd, self._made_folder = None, False
 
@@ -107,7 +146,7 @@ class RunDir:
 
     # --- starting
     def existing_config(self):
-        f = self.path / "config.json"
+        f = self.path / CONFIG
         if not f.exists():
             return None
         try:
@@ -121,7 +160,7 @@ class RunDir:
     def finished_summary(self):
         """summary.json of a finished run, else None (absent, unreadable or not finished)."""
         try:
-            s = json.loads((self.path / "summary.json").read_text())
+            s = json.loads((self.path / SUMMARY).read_text())
         except (ValueError, OSError):
             return None
         return s if isinstance(s, dict) and s.get("status") == "finished" else None
@@ -152,10 +191,10 @@ class RunDir:
             test = done.get("test") or {}
             err = f" (test top-1 err {test['top1_err']:.2f}%)" if isinstance(test.get("top1_err"), (int, float)) else ""
             raise RunFolderError(f"{self.path} already holds this run, finished{err}: its results are in "
-                                 f"{self.path / 'summary.json'} and {self.path / 'predictions.npz'}; "
+                                 f"{self.path / SUMMARY} and {self.path / PREDICTIONS}; "
                                  f"`c100 report {self.path}` tables them. To train it again, choose another --out "
                                  f"or delete that folder")
-        if self.last.exists() or (self.path / "summary.json").exists():
+        if self.last.exists() or (self.path / SUMMARY).exists():
             raise RunFolderError(f"{self.path} already holds this run with progress; "
                                  f"continue it with `c100 train --resume {self.path}` or delete the folder")
 
@@ -167,7 +206,7 @@ class RunDir:
         other = sorted(p for p in self.path.iterdir() if p.name != LOCK_NAME and not _is_temp_file(p))
         if not other:
             return
-        runs = [p.name for p in other if p.is_dir() and any((p / f).is_file() for f in ("config.json", "summary.json"))]
+        runs = [p.name for p in other if p.is_dir() and any((p / f).is_file() for f in (CONFIG, SUMMARY))]
         if runs:
             raise RunFolderError(f"{self.path} is a suite folder (it holds the run(s) {_some(runs)}), not a run "
                                  f"folder; give the new run a folder of its own, e.g. --out {self.path / 'NAME'}")
@@ -176,19 +215,19 @@ class RunDir:
 
     def write_config(self, cfg_dict):
         if self.enabled:
-            atomic_write_json(self.path / "config.json", {**cfg_dict, "c100_version": __version__})
+            atomic_write_json(self.path / CONFIG, {**cfg_dict, "c100_version": __version__})
 
     # --- during training
     def write_metrics(self, rows):
         """The whole file, rewritten atomically: it always matches the newest checkpoint or more."""
         if self.enabled:
-            atomic_write_text(self.path / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+            atomic_write_text(self.path / METRICS, "".join(json.dumps(r) + "\n" for r in rows))
 
     def tb(self):
         if self.enabled and self._tb is None:
             from torch.utils.tensorboard import SummaryWriter
 
-            self._tb = SummaryWriter(str(self.path / "tb"))
+            self._tb = SummaryWriter(str(self.path / TB))
         return self._tb
 
     def log_scalars(self, row):
@@ -203,14 +242,14 @@ class RunDir:
     # --- at the end
     def write_summary(self, summary):
         if self.enabled:
-            atomic_write_json(self.path / "summary.json", summary)
+            atomic_write_json(self.path / SUMMARY, summary)
 
     def write_predictions(self, logits, labels, coarse_labels, split="test"):
         if self.enabled:
             buf = io.BytesIO()
             np.savez_compressed(buf, logits=logits.astype(np.float32), labels=labels.astype(np.int64),
                                 coarse_labels=coarse_labels.astype(np.int64), split=np.array(split))
-            atomic_write_bytes(self.path / "predictions.npz", buf.getvalue())
+            atomic_write_bytes(self.path / PREDICTIONS, buf.getvalue())
 
     def close(self, hparams=None, final=None):
         if self._tb is not None:
@@ -234,4 +273,4 @@ def _jsonish(v):
 
 
 def _comparable(d):
-    return {k: _jsonish(v) for k, v in d.items() if k not in RESUME_MAY_DIFFER}
+    return {k: _jsonish(v) for k, v in d.items() if k not in EXECUTION_FIELDS}

@@ -45,13 +45,14 @@ def add_parser(sub):
 
 def plan(models, recipe, seeds, overrides, suite):
     from c100.engine.recipes import get_recipe
+    from c100.run_folder import run_name
 
     r = get_recipe(recipe)
     runs = []
     for model in models:
         for seed in range(seeds):
             cfg = r.config_for(model, **{**overrides, "seed": seed})
-            runs.append((cfg, Path(suite) / f"{model.replace('/', '_')}-{recipe}-s{seed}"))
+            runs.append((cfg, Path(suite) / run_name(model, recipe, seed)))
     return runs
 
 
@@ -63,7 +64,7 @@ def check_existing_runs(runs):
     """
     from c100.engine.device import device_kind, resolve_amp
     from c100.errors import RunFolderError
-    from c100.runlog import RunDir, config_differences, differences_text
+    from c100.run_folder import RunDir, config_differences, differences_text, run_status
 
     bad = []
     for cfg, run_dir in runs:
@@ -82,28 +83,17 @@ def check_existing_runs(runs):
                              f"those folders to train them again")
 
 
-def run_status(run_dir: Path):
-    s = run_dir / "summary.json"
-    if s.exists():
-        try:
-            if json.loads(s.read_text()).get("status") == "finished":
-                return "finished"
-        except (json.JSONDecodeError, OSError):
-            pass
-    return "resume" if (run_dir / "checkpoints" / "last.pt").exists() else "new"
-
-
 def run(args):
     from c100.data.cifar import ensure_data
     from c100.engine.trainer import TrainingInterrupted, run as train_run
     from c100.errors import ConfigError
     from c100.models import get_entry
+    from c100.run_folder import run_status
 
     if args.seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, got {args.seeds}")
     for m in args.models:
-        if not m.startswith("timm/"):
-            get_entry(m)
+        get_entry(m)  # unknown names (timm/<name> too) fail here, with close matches
     overrides = overrides_from(args)
     overrides.pop("seed", None)
     suite = Path(args.suite or f"runs/bench-{args.recipe}")
@@ -283,6 +273,8 @@ def schedule(jobs, slots, log=print, poll_s=0.2):
 
 
 def run_parallel(args, runs, slots, overrides, root, suite):
+    from c100.run_folder import run_status
+
     statuses = [run_status(d) for _, d in runs]
     jobs = []
     for i, ((cfg, run_dir), status) in enumerate(zip(runs, statuses), 1):

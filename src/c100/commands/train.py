@@ -29,7 +29,9 @@ def add_parser(sub):
 
 
 def default_out(cfg):
-    return f"runs/{cfg.model.replace('/', '_')}-{cfg.recipe}-s{cfg.seed}"
+    from c100.run_folder import run_name
+
+    return f"runs/{run_name(cfg.model, cfg.recipe, cfg.seed)}"
 
 
 def resolve(args):
@@ -38,7 +40,7 @@ def resolve(args):
     from c100.engine.recipes import get_recipe
     from c100.engine.trainer import resume_config
     from c100.errors import ConfigError
-    from c100.models.registry import create_model, get_entry
+    from c100.models import get_entry
 
     if args.stop_at_epoch is not None and args.stop_at_epoch < 1:
         raise ConfigError(f"--stop-at-epoch must be at least 1, got {args.stop_at_epoch}")
@@ -51,8 +53,7 @@ def resolve(args):
             if given and given != getattr(cfg, name):
                 raise ConfigError(f"{args.config} is a config for {name} {getattr(cfg, name)!r}, not {given!r}; "
                                   f"leave {name} out to train the file's, or override its fields with options")
-        if not cfg.model.startswith("timm/"):
-            get_entry(cfg.model)
+        get_entry(cfg.model)
         return cfg, args.out or default_out(cfg)
     if args.resume:
         if args.model:
@@ -64,10 +65,7 @@ def resolve(args):
     if not args.model:
         raise ConfigError("name a model to train (`c100 models` lists them), or --resume RUN_DIR")
     recipe = get_recipe(args.recipe or "fast")
-    if args.model.startswith("timm/"):
-        create_model(args.model)  # unknown timm names fail here, before any data is read
-    else:
-        get_entry(args.model)  # unknown names fail here, with close matches
+    get_entry(args.model)  # unknown names (timm/<name> too) fail here, with close matches, before any data is read
     cfg = recipe.config_for(args.model, **overrides)
     return cfg, args.out or default_out(cfg)
 

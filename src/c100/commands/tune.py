@@ -60,15 +60,12 @@ def resolve(args):
     """(Spec, untuned config) with every name, number and the space checked, before data or storage."""
     from c100.engine.recipes import get_recipe
     from c100.errors import ConfigError
-    from c100.models.registry import create_model, get_entry
+    from c100.models import get_entry
     from c100.tune.space import check_space, default_space, load_space_file
     from c100.tune.study import Spec, untuned_config
 
     get_recipe(args.recipe)
-    if args.model.startswith("timm/"):
-        create_model(args.model)
-    else:
-        get_entry(args.model)
+    get_entry(args.model)  # unknown names (timm/<name> too) fail here, with close matches
     if not args.show_space and args.trials is None:
         raise ConfigError("give --trials N: how many trials the study should hold")
     if args.trials is not None and args.trials < 1:

@@ -13,12 +13,14 @@ from pathlib import Path
 
 import numpy as np
 
-RUN_FILES = ("summary.json", "config.json", "metrics.jsonl", "predictions.npz")
-# config.json fields that do not tell two trainings apart: the seed (rows average over it) and how
-# the run was executed or labelled rather than what it trained
-NOT_VARIANT = {"model", "recipe", "seed", "device", "threads", "eval_batch_size", "eval_every", "notes",
-               "c100_version", "data_root"}
-SKIP_DIRS = {"checkpoints", "tb"}
+from c100.run_folder import BOOKKEEPING, CHECKPOINTS, CONFIG, EXECUTION_FIELDS, METRICS, PREDICTIONS, RUN_FILES, \
+    SUMMARY, TB
+
+# config.json fields that do not tell two trainings of a report row apart: the row's own key (model,
+# recipe; rows average over the seed) and the run folder format's fields that say how a run was
+# executed or labelled rather than what it trained
+NOT_VARIANT = {"model", "recipe", "seed"} | EXECUTION_FIELDS | BOOKKEEPING
+SKIP_DIRS = {CHECKPOINTS, TB}
 NUMBER = (int, float)
 SUMMARY_KEYS = {"status": str, "model": str, "recipe": str, "seed": int, "params": int, "gflops": NUMBER,
                 "test": dict, "train_time_s": NUMBER, "images_per_s": NUMBER, "device": str}
@@ -82,7 +84,7 @@ class Run:
 
 
 def is_run(d: Path) -> bool:
-    return any((d / f).exists() for f in RUN_FILES) or (d / "checkpoints").is_dir()
+    return any((d / f).exists() for f in RUN_FILES) or (d / CHECKPOINTS).is_dir()
 
 
 def find_run_dirs(path: Path, depth=3):
@@ -221,7 +223,7 @@ def check_predictions(path, summary, problems):
 
 def read_run(d: Path, problems):
     """One Run, or None when its summary.json makes it unusable (a problem says why)."""
-    s_path = d / "summary.json"
+    s_path = d / SUMMARY
     if not s_path.exists():
         problems.append(Problem(s_path, "missing: the run did not finish (or is not a run folder); run left out"))
         return None
@@ -232,12 +234,12 @@ def read_run(d: Path, problems):
     if errs:
         problems.append(Problem(s_path, "; ".join(errs) + "; run left out"))
         return None
-    config = _read_json(d / "config.json", problems, "run kept; class names from --data-root only") or {}
+    config = _read_json(d / CONFIG, problems, "run kept; class names from --data-root only") or {}
     shipped = isinstance(summary.get("provenance"), dict) and summary["provenance"].get("kind") == "shipped"
     # shipped weights evaluated here have no epochs of their own: their curves stay with the training run
-    no_curves = shipped and not (d / "metrics.jsonl").exists()
-    metrics = [] if no_curves else read_metrics(d / "metrics.jsonl", summary.get("epochs"), problems)
-    preds = d / "predictions.npz" if check_predictions(d / "predictions.npz", summary, problems) else None
+    no_curves = shipped and not (d / METRICS).exists()
+    metrics = [] if no_curves else read_metrics(d / METRICS, summary.get("epochs"), problems)
+    preds = d / PREDICTIONS if check_predictions(d / PREDICTIONS, summary, problems) else None
     return Run(d, summary, config, metrics, preds)
 
 
@@ -300,9 +302,9 @@ def collect(paths):
     for run in found:
         ident = run.key + (run.seed,)
         if ident in seen_keys:
-            problems.append(Problem(run.path / "summary.json",
+            problems.append(Problem(run.path / SUMMARY,
                                     f"same model, recipe, config and seed as {seen_keys[ident]}; duplicate left out",
-                                    f"{run.name}/summary.json"))
+                                    f"{run.name}/{SUMMARY}"))
             continue
         seen_keys[ident] = run.name
         runs.append(run)
