@@ -38,7 +38,7 @@ from c100.errors import CheckpointError, DataContentError, ResourceError
 from c100.data.classes import builtin_class_names
 from c100.models import create_model
 from c100.models.registry import _REGISTRY, ModelEntry, list_models
-from c100.runlog import RunDir
+from c100.run_folder import RunDir
 from conftest import make_cifar
 
 EPOCHS, STEPS = 3, 4  # 200 training images in batches of 50

@@ -37,6 +37,7 @@ from pathlib import Path
 from c100.version import __version__
 from c100.atomic import atomic_write_json
 from c100.errors import ConfigError, NumericalError, ResourceError, StudyError
+from c100.run_folder import EXECUTION_FIELDS, RunDir, last_checkpoint
 from c100.tune.space import Space
 
 HOST = socket.gethostname()
@@ -98,9 +99,7 @@ def _jsonable(d):
 def identity(spec: Spec):
     """What makes two studies the same one. How trials run (device, threads, ...) may change between
     reruns, as between a run and its resume."""
-    from c100.runlog import RESUME_MAY_DIFFER
-
-    fixed = {k: v for k, v in spec.fixed.items() if k not in RESUME_MAY_DIFFER}
+    fixed = {k: v for k, v in spec.fixed.items() if k not in EXECUTION_FIELDS}
     return _jsonable({"model": spec.model, "recipe": spec.recipe, "fixed": fixed,
                       "space": spec.space.to_dict(), "objective": OBJECTIVE})
 
@@ -372,7 +371,7 @@ class Study:
                 return None
             best = min(complete, key=lambda t: (t.value, t.number))
             run_dir = self.dir / best.user_attrs["run_dir"]
-            if not (run_dir / "checkpoints" / "last.pt").exists():
+            if not last_checkpoint(run_dir).exists():
                 self.log(f"the best trial {best.number} ran on {best.user_attrs.get('host')}: its run folder "
                          f"{run_dir} is not on this machine; run `c100 tune` there (or on a shared filesystem) "
                          f"to evaluate its test error")
@@ -432,7 +431,6 @@ def evaluate_test(run_dir, data_root=None, verify="full"):
     from c100.engine.evaluate import evaluate
     from c100.engine.trainer import autocast_for, resolve_device
     from c100.restore import build_model
-    from c100.runlog import RunDir
 
     rd = RunDir(run_dir)
     ckpt = load_checkpoint(rd.last)
