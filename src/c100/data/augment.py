@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from c100.data.cifar import NUM_CLASSES
 from c100.data.mixing import draw_mixing, mix
 from c100.data.policies import Policy, draw_cutout, draw_erasing, erase
 
@@ -106,10 +107,10 @@ class StrongAugment:
     cutmix_alpha: float = 0.0
     mix_prob: float = 1.0
     fill: tuple = (0, 0, 0)        # erased pixels, uint8 per channel
-    num_classes: int = 100
+    num_classes: int = NUM_CLASSES
 
     @classmethod
-    def from_config(cls, cfg, fill=(0, 0, 0), num_classes=100):
+    def from_config(cls, cfg, fill=(0, 0, 0), num_classes=NUM_CLASSES):
         """From a TrainConfig-like object; None when it asks for nothing beyond crop/flip."""
         spec = cls(cfg.augment_policy, cfg.randaugment_n, cfg.randaugment_m, cfg.cutout, cfg.random_erasing,
                    cfg.mixup_alpha, cfg.cutmix_alpha, cfg.mix_prob, tuple(fill), num_classes)

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from c100.data.augment import StrongAugment, crop_flip, draw_epoch
+from c100.data.cifar import NUM_CLASSES
 
 NORMALIZATIONS = {
     # the seed tutorial's transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
@@ -86,7 +87,7 @@ class TrainBatches:
             yield x, y
 
 
-def strong_augment(cfg, num_classes=100) -> StrongAugment | None:
+def strong_augment(cfg, num_classes=NUM_CLASSES) -> StrongAugment | None:
     """A config's StrongAugment (None when it asks for crop/flip only); erased pixels are the mean pixel."""
     fill = tuple(round(255 * m) for m in NORMALIZATIONS[cfg.normalize][0])
     return StrongAugment.from_config(cfg, fill, num_classes)
