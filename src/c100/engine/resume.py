@@ -5,7 +5,7 @@ from c100.engine.config import TrainConfig
 from c100.engine.device import device_kind, resolve_amp
 from c100.errors import CheckpointError, ConfigError, RunFolderError
 from c100.models import get_entry
-from c100.runlog import RESUME_MAY_DIFFER, RunDir
+from c100.run_folder import EXECUTION_FIELDS, RunDir
 
 
 def _no_run(rd: RunDir, hint=""):
@@ -48,11 +48,11 @@ def resume_config(run_dir, ckpt=None) -> TrainConfig:
 
 
 def check_resume_config(saved: TrainConfig, given: TrainConfig | None) -> TrainConfig:
-    """``given`` when it differs from ``saved`` only in fields a resume may change (RESUME_MAY_DIFFER)."""
+    """``given`` when it differs from ``saved`` only in fields a resume may change (EXECUTION_FIELDS)."""
     if given is None:
         return saved
     a, b = saved.to_dict(), given.to_dict()
-    diff = sorted(k for k in a if a[k] != b[k] and k not in RESUME_MAY_DIFFER)
+    diff = sorted(k for k in a if a[k] != b[k] and k not in EXECUTION_FIELDS)
     if diff:
         raise RunFolderError(f"--resume: the checkpoint's config differs in {', '.join(diff)}; "
                              f"resume without overriding those")
@@ -78,7 +78,7 @@ def fresh_config(rd: RunDir, cfg: TrainConfig | None) -> TrainConfig:
     """A new run's config, checked against ``rd`` (which must not hold another run)."""
     if cfg is None:
         raise ConfigError("no config given")
-    get_entry(cfg.model) if not cfg.model.startswith("timm/") else None  # an unknown model fails here
+    get_entry(cfg.model)  # an unknown model fails here
     # config.json records the precision actually used ("auto" resolved for this machine)
     cfg = cfg.replace(amp=resolve_amp(cfg.amp, device_kind(cfg.device, DistEnv().local_rank)))
     rd.check_fresh_start(cfg.to_dict())

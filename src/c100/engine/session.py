@@ -27,7 +27,7 @@ from c100.engine.state import TrainState
 from c100.errors import ConfigError
 from c100.models import create_model
 from c100.models.info import count_params, forward_gflops
-from c100.runlog import RunDir
+from c100.run_folder import RunDir
 
 
 @dataclass

@@ -33,7 +33,7 @@ def build_summary(s, state, info, val, test) -> dict:
     return {
         # the run folder's own name: run files hold no absolute path of the machine (they are moved, shared)
         "c100_version": __version__, "status": "finished", "run_dir": s.dir.path.resolve().name,
-        "model": cfg.model, "family": get_entry(cfg.model).family if not cfg.model.startswith("timm/") else "timm",
+        "model": cfg.model, "family": get_entry(cfg.model).family,
         "recipe": cfg.recipe, "seed": cfg.seed, "epochs": state.epoch,
         "params": info["params"], "gflops": round(info["gflops"], 4), "val": val, "test": test,
         "best_val": state.best,

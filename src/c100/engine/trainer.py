@@ -39,7 +39,7 @@ from c100.engine.session import Session, build_model, load_data, new_state, open
 from c100.engine.state import TrainState
 from c100.engine.summary import build_summary, done_line, epoch_line, hparams, start_line
 from c100.errors import ConfigError, ResourceError
-from c100.runlog import RunDir
+from c100.run_folder import RunDir
 
 # importable from here as before: the commands, c100 tune and the tests use these names
 __all__ = ["run", "train_step", "fit_budget", "measure_step_time", "resume_config", "resolve_device",
