@@ -24,12 +24,13 @@ if (_SRC / "c100").is_dir() and str(_SRC) not in sys.path:
 def c100_model(name, weights=None, pretrained=False):
     """Model ``name`` (any of `c100 models`): random init, or loaded from ``weights`` (a .safetensors
     file, a checkpoint or a run folder), or with ``pretrained=True`` from weights/<name>.safetensors."""
+    from c100.data.cifar import NUM_CLASSES
     from c100.errors import CheckpointError
     from c100.inference import load, shipped_weights
     from c100.models import create_model
 
     if weights is None and not pretrained:
-        return create_model(name, num_classes=100)
+        return create_model(name, num_classes=NUM_CLASSES)
     loaded = load(weights if weights is not None else shipped_weights(name))
     if loaded.name != name:
         raise CheckpointError(f"{loaded.metadata['source']} holds a {loaded.name!r} model, not {name!r}")

@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from c100 import __version__, create_model  # noqa: E402
 from c100.cpu_alloc import allocator_state, tune_cpu_allocator  # noqa: E402
+from c100.data.cifar import NUM_CLASSES  # noqa: E402
 
 
 def time_forward(model, batch, runs, min_time, warmup, x=None):
@@ -81,7 +82,7 @@ def main(argv=None):
             torch.set_num_threads(threads or default_threads)
             for name in args.models:
                 torch.manual_seed(0)
-                model = create_model(name, num_classes=100).eval()
+                model = create_model(name, num_classes=NUM_CLASSES).eval()
                 graphs = onnx_graphs(model, args.runtimes)
                 for runtime in args.runtimes:
                     run = model if runtime == "eager" else ort_runner(graphs[runtime], torch.get_num_threads())

@@ -20,16 +20,13 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from c100.errors import C100Error, ConfigError
+from c100.errors import ConfigError
+from c100.onnx_runtime import ExportError, require_ort
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".torchscript.pt", "safetensors": ".safetensors"}
 TORCHSCRIPT_METADATA = "c100_metadata.json"
 INPUT_DOC = "float32 (N, 3, 32, 32) RGB in [0, 1]; the normalisation is inside the model"
 TOLERANCE = 1e-4  # max |exported - PyTorch| logit difference, relative to the largest logit (at least 1)
-
-
-class ExportError(C100Error):
-    """An export that failed or whose outputs do not match PyTorch's (exit code 1)."""
 
 
 class NormalizedModel(nn.Module):
@@ -169,7 +166,6 @@ def export_model(source, fmt, out=None, data_root=None, check=True, quantize=Non
         raise ConfigError("--quantize int8 needs --format onnx (ONNX Runtime's static quantization)")
     if quantize:
         from c100.data.cifar import ensure_data
-        from c100.onnx_runtime import require_ort
 
         require_ort()
         root = ensure_data(data_root)  # calibration needs the train split: fail before the export

@@ -12,88 +12,17 @@ c100.data.cifar.class_names, the safetensors format (``read_weights``, ``weights
 c100.weights, and the model itself, from any saved state_dict, in c100.restore.build_model.
 """
 import json
-import os
 from pathlib import Path
 
-import torch
-import torch.nn.functional as F
-
 from c100.data.cifar import NUM_CLASSES, class_names
-from c100.data.classes import ClassNames
 from c100.errors import CheckpointError
-from c100.images import PREPROCESSING, as_uint8_batch, load_image  # noqa: F401  (PREPROCESSING, load_image: public)
+from c100.images import PREPROCESSING, load_image  # noqa: F401  (public: c100.inference.load_image)
+from c100.loaded_model import LoadedModel
+from c100.model_catalog import REPO_WEIGHTS, weights_path  # noqa: F401  (REPO_WEIGHTS: public)
+from c100.onnx_runtime import is_onnx, load_onnx
 from c100.restore import build_model, model_from_checkpoint
-from c100.weights import is_safetensors, parse_metadata, read_weights, write_weights
-
-# The repository's weights/ folder (hubconf.py and c100.load("resnet18") read it); $C100_WEIGHTS overrides.
-REPO_WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
-
-
-class LoadedModel:
-    """A model in eval mode with its normalisation, class names and metadata.
-
-    ``metadata``: model, recipe, normalize, num_classes, weights ("ema" or "model"), source,
-    test_top1_err / test_top5_err (None when unknown), c100_version (of the file's writer),
-    config (the TrainConfig dict, when known), training (how the run was trained: command, machine,
-    train_time_s, wall_time_s, images_per_s, finished_at; None when unknown).
-    """
-
-    def __init__(self, model, metadata: dict, names: ClassNames, device="cpu"):
-        from c100.data.loader import Normalizer
-
-        self.device = torch.device(device)
-        self.model = model.to(self.device).eval()
-        self.metadata = metadata
-        self.class_names = names
-        self.normalizer = Normalizer.named(metadata["normalize"], self.device)
-
-    def __repr__(self):
-        return f"LoadedModel({self.metadata['model']!r}, recipe={self.metadata['recipe']!r}, source={self.metadata['source']!r})"
-
-    @property
-    def name(self):
-        return self.metadata["model"]
-
-    def to(self, device):
-        """This model on ``device`` (the nn.Module is moved, not copied: keep using the returned one)."""
-        return LoadedModel(self.model, self.metadata, self.class_names, device)
-
-    def preprocess(self, images) -> torch.Tensor:
-        """Normalised float (N, 3, 32, 32) on the model's device, ready for ``self.model``."""
-        return self.normalizer(as_uint8_batch(images).to(self.device))
-
-    @torch.inference_mode()
-    def logits(self, images, batch_size=256) -> torch.Tensor:
-        """Float32 logits (N, num_classes) on the CPU."""
-        x = as_uint8_batch(images)
-        out = [self.model(self.normalizer(x[s:s + batch_size].to(self.device))).float().cpu()
-               for s in range(0, len(x), batch_size)]
-        return torch.cat(out) if out else torch.empty(0, self.metadata["num_classes"])
-
-    def predict(self, images, topk=5, batch_size=256):
-        """One dict per image: ``{"file"?, "top": [{"rank", "index", "label", "prob"}], "superclass"}``.
-
-        ``superclass`` is that of the top-1 label ({"index", "label"}), None without a mapping.
-        """
-        files = [str(images)] if isinstance(images, (str, os.PathLike)) else (
-            [str(i) if isinstance(i, (str, os.PathLike)) else None for i in images]
-            if isinstance(images, (list, tuple)) else None)
-        results = self.results_from_logits(self.logits(images, batch_size), topk)
-        for i, r in enumerate(results):
-            if files and files[i] is not None:
-                r["file"] = files[i]
-        return results
-
-    def results_from_logits(self, logits, topk=5):
-        k = max(1, min(int(topk), logits.shape[1]))
-        probs, idx = F.softmax(logits.float(), dim=1).topk(k, dim=1)
-        return [{"top": [{"rank": r + 1, "index": int(i), "label": self.label(int(i)), "prob": float(p)}
-                         for r, (p, i) in enumerate(zip(pr, ix))],
-                 "superclass": self.class_names.superclass(int(ix[0]))}
-                for pr, ix in zip(probs, idx)]
-
-    def label(self, index):
-        return self.class_names.fine[index] if index < len(self.class_names.fine) else f"class_{index}"
+from c100.run_folder import CHECKPOINTS, LAST, SUMMARY, last_checkpoint
+from c100.weights import is_safetensors, parse_metadata, read_weights, write_weights  # noqa: F401  (read_weights: public)
 
 
 def load(name_or_path, device="cpu", data_root=None) -> LoadedModel:
@@ -106,14 +35,10 @@ def load(name_or_path, device="cpu", data_root=None) -> LoadedModel:
     if not p.exists() and str(name_or_path) in list_models():
         p = shipped_weights(str(name_or_path))
     if p.is_dir():
-        p = p / "checkpoints" / "last.pt"
+        p = last_checkpoint(p)
     if not p.is_file():
         raise CheckpointError(f"{p} does not exist (give a .safetensors weights file, a checkpoint or a run folder)")
-    from c100.onnx_runtime import is_onnx
-
     if is_onnx(p):  # an export (fp32 or int8), by name or content: runs through ONNX Runtime on the CPU
-        from c100.onnx_runtime import load_onnx
-
         return load_onnx(p)
     if p.suffix == ".safetensors" or is_safetensors(p):
         return load_weights(p, device)
@@ -122,8 +47,7 @@ def load(name_or_path, device="cpu", data_root=None) -> LoadedModel:
 
 def shipped_weights(name) -> Path:
     """weights/<name>.safetensors of the repository (or $C100_WEIGHTS); a clear error when absent."""
-    folder = Path(os.environ.get("C100_WEIGHTS") or REPO_WEIGHTS)
-    path = folder / f"{name}.safetensors"
+    path = weights_path(name)
     if not path.is_file():
         raise CheckpointError(
             f"no pretrained weights for {name!r}: {path} does not exist. They are made from a training run: "
@@ -135,8 +59,8 @@ def shipped_weights(name) -> Path:
 def _run_summary(ckpt_path, ckpt):
     """The run's summary.json when the checkpoint is the run's final one, else None."""
     path = Path(ckpt_path)
-    summary = path.parent.parent / "summary.json"
-    if path.parent.name != "checkpoints" or path.name != "last.pt" or not summary.is_file():
+    summary = path.parent.parent / SUMMARY
+    if path.parent.name != CHECKPOINTS or path.name != LAST or not summary.is_file():
         return None
     try:
         s = json.loads(summary.read_text())

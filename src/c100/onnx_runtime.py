@@ -12,7 +12,8 @@ import torch
 import torch.nn as nn
 
 from c100.data.cifar import NUM_CLASSES
-from c100.errors import CheckpointError, ConfigError
+from c100.errors import C100Error, CheckpointError, ConfigError
+from c100.loaded_model import LoadedModel
 
 INSTALL = "pip install 'c100[export]'"
 PROVIDERS = ["CPUExecutionProvider"]
@@ -22,6 +23,11 @@ QUANT_KEYS = ("quantization", "quant_method", "quant_per_channel", "quant_reduce
               "calib_split", "calib_images", "calib_seed", "quant_eval_split", "quant_eval_images",
               "int8_test_top1_err", "int8_test_top5_err", "fp32_test_top1_err", "fp32_test_top5_err",
               "int8_fp32_top1_agreement")
+
+
+class ExportError(C100Error):
+    """An export that failed or whose outputs do not match PyTorch's (exit code 1). Here, not in
+    c100.export, because c100.quantize raises it too and export imports quantize."""
 
 
 def require_ort():
@@ -94,9 +100,8 @@ def read_props(path) -> dict:
     return {p.key: p.value for p in proto.metadata_props}
 
 
-def load_onnx(path) -> "LoadedModel":  # noqa: F821
+def load_onnx(path) -> "OnnxLoadedModel":
     """A LoadedModel running ``path`` through ONNX Runtime; CheckpointError for corrupt or foreign files."""
-    from c100.inference import LoadedModel
     from c100.weights import WEIGHTS_FORMAT, parse_metadata
 
     require_ort()
@@ -119,24 +124,21 @@ def load_onnx(path) -> "LoadedModel":  # noqa: F821
                               f"output 'logits'")
     md.update(runtime="onnxruntime (CPUExecutionProvider)", quantization=raw.get("quantization", "none (fp32)"),
               onnx={k: raw[k] for k in QUANT_KEYS if k in raw})
-    return _onnx_loaded_model(LoadedModel)(OrtModule(sess), md, names, "cpu")
+    return OnnxLoadedModel(OrtModule(sess), md, names, "cpu")
 
 
-def _onnx_loaded_model(base):
-    class OnnxLoadedModel(base):
-        """A LoadedModel whose graph normalises itself (it takes x / 255) and stays on the CPU."""
+class OnnxLoadedModel(LoadedModel):
+    """A LoadedModel whose graph normalises itself (it takes x / 255) and stays on the CPU."""
 
-        def __init__(self, model, metadata, names, device="cpu"):
-            super().__init__(model, metadata, names, "cpu")
-            self.normalizer = unit_normalizer()
+    def __init__(self, model, metadata, names, device="cpu"):
+        super().__init__(model, metadata, names, "cpu")
+        self.normalizer = unit_normalizer()
 
-        def to(self, device):
-            if torch.device(device).type != "cpu":
-                raise ConfigError(f"{self.metadata['source']}: .onnx models run on the CPU (onnxruntime "
-                                  f"CPUExecutionProvider), not on {device}")
-            return self
-
-    return OnnxLoadedModel
+    def to(self, device):
+        if torch.device(device).type != "cpu":
+            raise ConfigError(f"{self.metadata['source']}: .onnx models run on the CPU (onnxruntime "
+                              f"CPUExecutionProvider), not on {device}")
+        return self
 
 
 def unit_normalizer():
@@ -167,10 +169,10 @@ def run_eval(args):
     import sys
 
     from c100.atomic import atomic_write_json
-    from c100.commands.eval import eval_images
     from c100.data.cifar import ensure_data
     from c100.engine.config import TrainConfig
     from c100.engine.evaluate import evaluate
+    from c100.eval_inputs import eval_images
 
     if args.run_out:
         raise ConfigError("--run-out takes a .safetensors weights file; evaluate the .onnx file without it")

@@ -32,11 +32,21 @@ def _recipe_config(config):
         return None
 
 
+def cli_value(v):
+    """A config value as the command line writes it (the inverse of c100.commands._common's parsers;
+    c100 bench writes its train commands with it)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, tuple):
+        return ",".join(str(x) for x in v)
+    if isinstance(v, float):
+        return repr(v)
+    return str(v)
+
+
 def train_command(config) -> str:
     """The `c100 train` command that trains ``config`` (a TrainConfig dict): the recipe plus every
     field that differs from it, e.g. ``c100 train resnet18 --recipe cpu --amp bf16``."""
-    from c100.commands.bench import cli_value
-
     base = _recipe_config(config) or {}
     argv = ["c100", "train", str(config.get("model")), "--recipe", str(config.get("recipe"))]
     for key, value in config.items():

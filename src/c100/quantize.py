@@ -19,7 +19,7 @@ import logging
 import numpy as np
 
 from c100.errors import ConfigError
-from c100.onnx_runtime import logits_of, require_ort, session
+from c100.onnx_runtime import ExportError, logits_of, require_ort, session
 
 DEFAULT_CALIB_IMAGES = 512
 DEFAULT_SEED = 0
@@ -106,7 +106,6 @@ def quantize_int8(fp32_bytes, root, calib_images=DEFAULT_CALIB_IMAGES, seed=DEFA
 def check_runs(int8_bytes, images_uint8):
     """The int8 graph loads in ONNX Runtime and gives (N, 100) finite logits at batch sizes 1 and 7."""
     from c100.data.cifar import NUM_CLASSES
-    from c100.export import ExportError
 
     sess = session(int8_bytes)
     for b in (1, 7):

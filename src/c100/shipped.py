@@ -52,9 +52,9 @@ def write_shipped_run(run_out, loaded, source, metrics, logits, labels, coarse, 
     run.write_config({k: v for k, v in config.items() if k != "c100_version"})
     run.write_predictions(logits, labels, coarse)
     try:
-        family = get_entry(md["model"]).family
-    except Exception:  # a timm model or a name this c100 does not know
-        family = "timm" if md["model"].startswith("timm/") else "unknown"
+        family = get_entry(md["model"]).family  # "timm" for timm/<name>
+    except Exception:  # a name this c100 does not know
+        family = "unknown"
     summary = {
         "c100_version": __version__, "status": "finished", "run_dir": run.path.resolve().name,
         "model": md["model"], "family": family, "recipe": md["recipe"], "seed": int(config.get("seed", 0)),
@@ -87,7 +87,7 @@ def run_weights(args):
     from c100.engine.evaluate import evaluate
     from c100.data.loader import Normalizer
     from c100.inference import load, shipped_weights
-    from c100.commands.eval import eval_device, eval_images
+    from c100.eval_inputs import eval_device, eval_images
 
     t0 = time.perf_counter()
     if args.run_out and args.split != "test":

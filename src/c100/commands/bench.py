@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from c100.commands._common import add_config_overrides, add_data_args, overrides_from
+from c100.provenance import cli_value
 
 
 def add_parser(sub):
@@ -190,17 +191,6 @@ def resolve_slots(parallel, gpus, overrides, cpu_count=None):
                 for i in range(n)]
     threads = overrides.get("threads") or max(1, (cpu_count or os.cpu_count() or 1) // n)
     return [Slot(f"cpu {i}", {}, threads) for i in range(n)]
-
-
-def cli_value(v):
-    """A config value as the command line writes it (the inverse of _common's parsers)."""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, tuple):
-        return ",".join(str(x) for x in v)
-    if isinstance(v, float):
-        return repr(v)
-    return str(v)
 
 
 def train_argv(cfg, run_dir, status, overrides, root, verify, threads=None):

@@ -14,9 +14,17 @@ An .onnx file (`c100 export --format onnx [--quantize int8]`) runs through ONNX 
 recorded at export are printed next to the ones measured now.
 """
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
+
+
+def tta_choices():
+    """The TTA names, as the config's ``tta`` field declares them (c100.engine.config.option)."""
+    from c100.engine.config import TrainConfig
+
+    return next(f.metadata["choices"] for f in dataclasses.fields(TrainConfig) if f.name == "tta")
 
 
 def add_parser(sub):
@@ -26,7 +34,7 @@ def add_parser(sub):
                                       "weights file, an .onnx export or the name of a model whose weights ship "
                                       "(weights/<name>.safetensors)")
     p.add_argument("--split", choices=("test", "val"), default="test")
-    p.add_argument("--tta", choices=("none", "flip", "flip-translate"), default=None,
+    p.add_argument("--tta", choices=tta_choices(), default=None,
                    help="test-time augmentation (default: the run's config)")
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -43,15 +51,19 @@ def add_parser(sub):
 
 
 def resolve_checkpoint(path):
+    from c100.run_folder import last_checkpoint
+
     path = Path(path)
-    return path / "checkpoints" / "last.pt" if path.is_dir() else path
+    return last_checkpoint(path) if path.is_dir() else path
 
 
 def shown_checkpoint(path, out):
     """The checkpoint as eval.json records it: relative to its run folder (``checkpoints/last.pt``) when
     eval.json goes into that run folder, so run folders hold no absolute path; else as given."""
+    from c100.run_folder import CHECKPOINTS
+
     run = path.parent.parent
-    if path.parent.name == "checkpoints" and out.resolve().is_relative_to(run.resolve()):
+    if path.parent.name == CHECKPOINTS and out.resolve().is_relative_to(run.resolve()):
         return str(path.resolve().relative_to(run.resolve()))
     return str(path)
 
@@ -67,31 +79,6 @@ def is_weights(arg) -> bool:
     return p.suffix == ".safetensors" or (not p.exists() and str(arg) in list_models())
 
 
-def eval_images(root, split, cfg, verify):
-    """(uint8 images, fine labels, coarse labels) of the test split or the config's validation split."""
-    from c100.data.cifar import load_split, train_val_indices
-    from c100.errors import ConfigError
-
-    if split == "test":
-        s = load_split(root, "test", verify)
-        return s.images, s.fine, s.coarse
-    if cfg is None or not cfg.val_size:
-        raise ConfigError("this run held out no validation images (val_size 0, or no config in the weights file); "
-                          "use --split test")
-    train = load_split(root, "train", verify)
-    _, idx = train_val_indices(train.fine, cfg.val_size, cfg.split_seed)  # the images the run validated on
-    return train.images[idx], train.fine[idx], train.coarse[idx]
-
-
-def eval_device(name):
-    """The torch device for --device, with c100's CUDA settings applied (c100.engine.device)."""
-    from c100.engine.device import configure_cuda, device_kind
-
-    device = device_kind(name)
-    configure_cuda(device)
-    return device
-
-
 def run(args):
     import torch
 
@@ -101,6 +88,7 @@ def run(args):
     from c100.engine.device import autocast_for
     from c100.engine.evaluate import evaluate
     from c100.errors import ConfigError
+    from c100.eval_inputs import eval_device, eval_images
     from c100.inference import load_checkpoint_model
 
     if args.batch_size < 1:

@@ -32,12 +32,4 @@ def _check_model(name):
     """An unknown --model is an error with close matches (a config for no model would mislead)."""
     from c100.models import get_entry
 
-    if name.startswith("timm/"):
-        import timm
-
-        from c100.models.timm_adapter import create_timm_model
-
-        if not timm.is_model(name[len("timm/"):]):
-            create_timm_model(name[len("timm/"):])  # raises UnknownNameError with close timm names
-        return
-    get_entry(name)
+    get_entry(name)  # timm/<name> too: the registry resolves it (UnknownNameError with close names)

@@ -2,6 +2,7 @@
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from c100.data.cifar import NUM_CLASSES
 from c100.models.registry import get_entry
 
 
@@ -22,7 +23,7 @@ def forward_gflops(model, image_size=32) -> float:
     return counter.get_total_flops() / 1e9
 
 
-def describe(name, num_classes=100) -> dict:
+def describe(name, num_classes=NUM_CLASSES) -> dict:
     """Params and GFLOPs (measured) and the published CIFAR-100 error where a source gives one (with the
     source, for 100 classes only). ``c100 models`` caches these and adds whether weights ship
     (c100.model_catalog): measuring the whole zoo takes about 20 s on a 2-core CPU."""
@@ -30,7 +31,7 @@ def describe(name, num_classes=100) -> dict:
 
     entry = get_entry(name)  # an alias's entry is its target's; timm/<name> has family "timm"
     model = entry.builder(num_classes=num_classes)
-    published = published_error(entry.name) if num_classes == 100 else None
+    published = published_error(entry.name) if num_classes == NUM_CLASSES else None
     top1, top5, source = published or (None, None, None)
     return {"name": name, "family": entry.family, "params": count_params(model),
             "gflops": round(forward_gflops(model), 4), "published_top1_err": top1, "published_top5_err": top5,
