@@ -97,16 +97,15 @@ def time_eval(run_dir, root, verify, repeats=5):
     from c100.checkpoint import load_checkpoint
     from c100.data.cifar import load_split
     from c100.data.loader import Normalizer
-    from c100.engine.config import TrainConfig
+    from c100.engine.device import autocast_for
     from c100.engine.evaluate import predict_logits
-    from c100.engine.trainer import autocast_for
-    from c100.models import create_model
+    from c100.restore import model_from_checkpoint
+    from c100.run_folder import last_checkpoint
 
-    ckpt = load_checkpoint(Path(run_dir) / "checkpoints" / "last.pt")
-    cfg = TrainConfig.from_dict(ckpt["config"])
+    path = last_checkpoint(run_dir)
+    model, cfg, _ = model_from_checkpoint(load_checkpoint(path), path)  # EMA weights when the run kept them
     dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    model = create_model(cfg.model).to(dev).to(memory_format=torch.channels_last)
-    model.load_state_dict(ckpt.get("ema") or ckpt["model"])
+    model = model.to(dev).to(memory_format=torch.channels_last)
     test = load_split(root, "test", verify or "full")
     images = torch.from_numpy(test.images).to(dev)
     norm = Normalizer.named(cfg.normalize, dev, channels_last=True)

@@ -427,16 +427,15 @@ def evaluate_test(run_dir, data_root=None, verify="full"):
     from c100.data.cifar import ensure_data, load_split
     from c100.data.loader import DeviceDataset, Normalizer
     from c100.distributed import DistEnv
-    from c100.engine.config import TrainConfig
+    from c100.engine.device import autocast_for, resolve_device
     from c100.engine.evaluate import evaluate
-    from c100.engine.trainer import autocast_for, resolve_device
-    from c100.restore import build_model
+    from c100.restore import model_from_checkpoint
 
     rd = RunDir(run_dir)
     ckpt = load_checkpoint(rd.last)
-    cfg = TrainConfig.from_dict(ckpt["config"])
+    model, cfg, _ = model_from_checkpoint(ckpt, rd.last)  # the EMA weights when the trial kept them
     device = resolve_device(cfg, DistEnv())
-    model = build_model(cfg.model, ckpt.get("ema") or ckpt["model"], rd.last, ckpt["config"]).to(device)
+    model = model.to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     split = load_split(ensure_data(data_root), "test", verify)
