@@ -53,7 +53,7 @@ class RunFolderError(C100Error):
 
 
 class NumericalError(C100Error):
-    """A NaN or inf loss or weights, or a diverging loss (trainer.LOSS_EXPLODED), stopped training."""
+    """A NaN or inf loss or weights, or a diverging loss (c100.engine.numerics.LOSS_EXPLODED), stopped training."""
 
     exit_code = 8
 

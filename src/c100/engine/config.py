@@ -134,12 +134,25 @@ def _check(cond, msg):
 
 
 def validate(c: TrainConfig):
+    """ConfigError (exit code 2) naming the first field of ``c`` that is out of its range."""
+    _check_types(c)
+    _check_optimisation(c)
+    _check_data(c)
+    _check_execution(c)
+    _check_regularisation(c)
+    model_kwargs(c)  # a rate the model's builder does not take
+
+
+def _check_types(c):
     for f in fields(c):
         v = getattr(c, f.name)
         typ = (int, float) if f.type is float else f.type
         ok = isinstance(v, typ) and not (f.type in (int, float) and isinstance(v, bool))
         _check(ok, f"{f.name} must be of type {f.type.__name__}, got {v!r}")
         _check(f.type is not float or _finite(v), f"{f.name} must be finite, got {v!r}")
+
+
+def _check_optimisation(c):
     _check(c.epochs >= 1, f"epochs must be at least 1, got {c.epochs}")
     _check(c.batch_size >= 1, f"batch_size must be positive, got {c.batch_size}")
     _check(c.eval_batch_size >= 1, f"eval_batch_size must be positive, got {c.eval_batch_size}")
@@ -155,10 +168,16 @@ def validate(c: TrainConfig):
     _check(0 <= c.warmup_epochs <= c.epochs, f"warmup_epochs must be in [0, epochs], got {c.warmup_epochs}")
     _check(0 <= c.label_smoothing < 1, f"label_smoothing must be in [0, 1), got {c.label_smoothing}")
     _check(c.grad_clip >= 0, f"grad_clip must be >= 0, got {c.grad_clip}")
+
+
+def _check_data(c):
     _check(c.normalize in NORMALIZE, f"normalize must be one of {NORMALIZE}, got {c.normalize!r}")
     _check(0 <= c.crop_padding <= 16, f"crop_padding must be in [0, 16], got {c.crop_padding}")
     _check(c.val_size >= 0 and c.val_size % 100 == 0 and c.val_size < 50_000,
            f"val_size must be a multiple of 100 in [0, 50000), got {c.val_size}")
+
+
+def _check_execution(c):
     _check(c.device in DEVICES, f"device must be one of {DEVICES}, got {c.device!r}")
     _check(c.amp in AMP, f"amp must be one of {AMP}, got {c.amp!r}")
     _check(c.tta in TTA, f"tta must be one of {TTA}, got {c.tta!r}")
@@ -170,6 +189,9 @@ def validate(c: TrainConfig):
     for name in ("seed", "split_seed"):  # torch and numpy generators take seeds in [0, 2**63)
         _check(0 <= getattr(c, name) < 2**63, f"{name} must be in [0, 2**63), got {getattr(c, name)}")
     _check(c.model != "", "model must be named")
+
+
+def _check_regularisation(c):
     _check(c.augment_policy in POLICIES, f"augment_policy must be one of {POLICIES}, got {c.augment_policy!r}")
     _check(1 <= c.randaugment_n <= 10, f"randaugment_n must be in [1, 10], got {c.randaugment_n}")
     _check(0 <= c.randaugment_m <= 30, f"randaugment_m must be a magnitude bin in [0, 30], got {c.randaugment_m}")
@@ -185,7 +207,6 @@ def validate(c: TrainConfig):
     _check(0 <= c.ema_decay < 1, f"ema_decay must be in [0, 1) (0 = off), got {c.ema_decay}")
     _check(0 <= c.drop_path < 1, f"drop_path must be in [0, 1), got {c.drop_path}")
     _check(0 <= c.dropout < 1, f"dropout must be in [0, 1), got {c.dropout}")
-    model_kwargs(c)
 
 
 def model_kwargs(c: TrainConfig) -> dict:

@@ -16,7 +16,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from c100.cpu_alloc import tune_cpu_allocator
-from c100.data.cifar import load_meta, load_split, stratified_split
+from c100.data.cifar import NUM_CLASSES, load_meta, load_split, train_val_indices
 from c100.data.loader import DeviceDataset, Normalizer, StrongAugment, strong_augment
 from c100.distributed import DistEnv, cleanup, init as dist_init, rank_seed
 from c100.engine.config import TrainConfig, model_kwargs
@@ -96,12 +96,7 @@ class Data:
 def load_data(cfg, data_root, verify, device) -> Data:
     train, test = load_split(data_root, "train", verify), load_split(data_root, "test", verify)
     meta = load_meta(data_root, verify)
-    tr_idx, val_idx = stratified_split(train.fine, cfg.val_size, cfg.split_seed)
-    if cfg.train_subset:
-        if cfg.train_subset > len(tr_idx):
-            raise ConfigError(f"train_subset {cfg.train_subset} exceeds the {len(tr_idx)} training images")
-        keep, _ = stratified_split(train.fine[tr_idx], len(tr_idx) - cfg.train_subset, cfg.split_seed + 1)
-        tr_idx = tr_idx[keep]
+    tr_idx, val_idx = train_val_indices(train.fine, cfg.val_size, cfg.split_seed, cfg.train_subset)
     val = DeviceDataset(train.images[val_idx], train.fine[val_idx], device) if len(val_idx) else None
     return Data(DeviceDataset(train.images[tr_idx], train.fine[tr_idx], device), val,
                 DeviceDataset(test.images, test.fine, device), test.coarse, meta)
@@ -112,7 +107,7 @@ def build_model(s: Session):
     """(model on the device, {"params", "gflops"}): the same initial weights on every rank."""
     cfg = s.cfg
     torch.manual_seed(cfg.seed)
-    model = create_model(cfg.model, num_classes=100, **model_kwargs(cfg))
+    model = create_model(cfg.model, num_classes=NUM_CLASSES, **model_kwargs(cfg))
     info = {"params": count_params(model), "gflops": forward_gflops(model)}
     if cfg.sync_bn and s.env.enabled:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
