@@ -33,6 +33,9 @@ PUBLISHED_M = {
     "stochasticdepth18": 11.22, "stochasticdepth34": 21.36, "stochasticdepth50": 23.71,
     "xception": 21.0, "inceptionv4": 41.3,
     "inceptionv3": 22.3,  # 22.0M here: their pool branches of Mixed_5b-5d are 3x3 convs, the paper's 1x1
+    # weiaicunzai's "attention59" row (55.7M: 55.64M here) and attention92 (102.5M: 105.3M here, +2.8%;
+    # their own code builds 105.4M, so their figure is not their code's). attention.py says why.
+    "attention56": 55.7, "attention92": 102.5,
 }
 # Published counts (millions) for another number of classes: (figure, classes, source).
 PUBLISHED_OTHER_CLASSES = {
@@ -65,6 +68,9 @@ EXACT = {
     # ConvMixer-256/8, k=5, p=2 (no published count): embed 3*256*4+256 + BN 512; 8 x (depthwise
     # 256*25+256, BN 512, pointwise 256*256+256, BN 512) = 8 x 73,472; fc 256*100+100
     "convmixer_256_8": 617_316,
+    # NASNet-A 4 @ 1056: weiaicunzai's table says 5.2M, which counts modules its forward never calls
+    # (test_nasnet_count_plus_the_benchmarks_unused_paths_is_its_figure checks the sum).
+    "nasnet": 4_326_840,
 }
 
 
@@ -188,7 +194,7 @@ def test_aliases_build_their_target_and_are_not_listed():
 # One model of every family added for issue 21, traced in training mode (stochastic depth's random
 # drops included); torch._dynamo.explain traces without compiling, which keeps this cheap on a CPU.
 COMPILE_CHECKED = ["resnet20", "resnet8x4", "stochasticdepth18", "wrn16_2", "vgg8", "xception", "inceptionv3",
-                   "inceptionv4", "convmixer_256_8"]
+                   "inceptionv4", "convmixer_256_8", "attention56", "nasnet"]
 
 
 @pytest.mark.parametrize("name", COMPILE_CHECKED)
@@ -197,6 +203,42 @@ def test_new_families_trace_without_graph_breaks(name):
     explanation = torch._dynamo.explain(create_model(name).train())(torch.randn(2, 3, 32, 32))
     assert explanation.graph_break_count == 0, [str(b.reason) for b in explanation.break_reasons]
     assert explanation.graph_count == 1
+
+
+def test_attention_mask_is_in_unit_interval_at_the_input_size_and_paper_layout_has_identities():
+    from c100.models.attention import AttentionNet, PreActUnit, SoftMask
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 8, 16, 16)
+    for levels in (1, 2, 3):  # 16 -> 8 -> 4 -> 2 and back, skips added at the matching sizes
+        mask = SoftMask(8, levels, 4, range(max(levels - 1, 1)), True).eval()(x)
+        assert mask.shape == x.shape and 0 < mask.min() and mask.max() < 1
+    with torch.device("meta"):
+        paper = AttentionNet((1, 1, 1), zoo_layout=False)
+    units = [m for m in paper.modules() if isinstance(m, PreActUnit)]
+    # Only the four stage-opening units change shape, so only they have a projection shortcut.
+    assert sum(u.projection is not None for u in units) == 4
+    assert count_params(paper) == 29_960_740  # the paper's layout: ~30M (ImageNet Attention-56: 31.9M)
+
+
+def test_nasnet_count_plus_the_benchmarks_unused_paths_is_its_figure():
+    """weiaicunzai's 5.2M: each cell there builds a factorized reduction *and* a 1x1 conv for h_{i-1}
+    (one c_prev x f weight each, biases aside) and calls at most one; c100's cells build the one used."""
+    from c100.models.nasnet import FactorizedReduce
+
+    model = _meta_model("nasnet")
+    unused = 0
+    for cell in model.cells:
+        assert not isinstance(cell.prev, nn.Identity)  # every h_{i-1} here needs adapting to f
+        conv = next(m for m in cell.prev.modules() if isinstance(m, nn.Conv2d))
+        unused += conv.in_channels * cell.cur[1].out_channels
+    assert abs(count_params(model) + unused - 5.2e6) / 5.2e6 <= 0.03
+    assert sum(isinstance(c.prev, FactorizedReduce) for c in model.cells) == 2  # after each reduction
+    assert model.fc.in_features == 1056  # NASNet-A 4 @ 1056
+
+
+def test_alias_attention59_is_attention56():
+    assert get_entry("attention59") is get_entry("attention56")
 
 
 # --- ShakeDrop ---------------------------------------------------------------------------------

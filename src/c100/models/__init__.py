@@ -29,3 +29,5 @@ from c100.models import inception  # noqa: F401,E402
 from c100.models import pyramidnet  # noqa: F401,E402
 from c100.models import vit  # noqa: F401,E402
 from c100.models import convmixer  # noqa: F401,E402
+from c100.models import attention  # noqa: F401,E402
+from c100.models import nasnet  # noqa: F401,E402

@@ -4,7 +4,8 @@ These are the sources' numbers under their own recipes, not c100 measurements: w
 expect from a model, to compare with what ``c100 train`` gives (docs/BENCHMARKS.md).
 
 * weiaicunzai/pytorch-cifar100 README (200 epochs, SGD 0.1 divided by 5 at 60/120/160, batch 128):
-  its "attention59" row is attention56 (not in the zoo), "wideresnet-40-10" is wrn40_10. Its
+  its "attention59" row is attention56 (the README's list of networks has attention56, no
+  attention59, and 55.7M is what its attention56 code builds), "wideresnet-40-10" is wrn40_10. Its
   inceptionresnetv2 row is a different network from c100's (models/inception.py), so it is left out.
 * Tian et al. 2020 (CRD), RepDistiller README, the teachers' and students' own training (top-1
   accuracy published, 240 epochs); no top-5. Its resnet20/32/56/110 have 1x1 projection shortcuts
@@ -28,6 +29,7 @@ _WEIAICUNZAI = {
     "seresnet18": (23.56, 6.68), "seresnet34": (22.07, 6.12), "seresnet50": (21.42, 5.58),
     "seresnet101": (20.98, 5.41), "seresnet152": (20.66, 5.19),
     "wrn40_10": (21.25, 5.77),
+    "attention56": (33.75, 12.90), "attention92": (36.52, 11.47), "nasnet": (22.71, 5.91),
     "stochasticdepth18": (31.40, 8.84), "stochasticdepth34": (27.72, 7.32), "stochasticdepth50": (23.35, 5.76),
 }
 # CRD's table gives top-1 accuracy; error = 100 - accuracy.
