@@ -130,6 +130,29 @@ def test_ema_copies_batchnorm_buffers():
     assert not ema.module.training and not any(p.requires_grad for p in ema.module.parameters())
 
 
+def test_ema_update_is_two_foreach_ops_however_many_tensors_the_model_has():
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Ops(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.names = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            self.names.append(func.__name__)
+            return func(*args, **(kwargs or {}))
+
+    model = nn.Sequential(*[nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4)) for _ in range(10)])
+    ema = EMA(model, 0.99)
+    model(torch.randn(2, 4, 8, 8))
+    with Ops() as ops:
+        ema.update(model, 3)
+    # 40 parameters and 30 buffers (int64 counters among them), one op each kind
+    assert sorted(n.split(".")[0] for n in ops.names) == ["_foreach_copy_", "_foreach_lerp_"], ops.names
+    for a, b in zip(ema.module.buffers(), model.buffers()):
+        assert torch.equal(a, b)
+
+
 # ----------------------------------------------------------------------------- SAM
 def _tiny_problem():
     torch.manual_seed(0)

@@ -32,8 +32,11 @@ class EMA:
         # lerp(a, b, w) = a + w (b - a); torch computes it as b - (b - a)(1 - w) for w >= 0.5, so decay 0
         # gives the weights exactly
         torch._foreach_lerp_(mine, theirs, 1.0 - self.decay_at(step))
-        for b_mine, b_theirs in zip(self.module.buffers(), model.buffers()):
-            b_mine.copy_(b_theirs)
+        # one foreach op for all buffers, not one copy_ launch each (60 for resnet18, 1,086 for
+        # pyramidnet272: on CUDA each launch costs a few microseconds of a step of a few milliseconds)
+        buffers = list(self.module.buffers())
+        if buffers:
+            torch._foreach_copy_(buffers, list(model.buffers()))
 
     def state_dict(self):
         return self.module.state_dict()
