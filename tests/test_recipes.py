@@ -162,6 +162,33 @@ def _tiny_problem():
     return model, x, y
 
 
+def test_sam_leaves_batchnorm_statistics_as_one_pass_and_the_module_attributes_unchanged():
+    model, x, y = _tiny_problem()
+    one_pass, _, _ = _tiny_problem()  # the same initial weights (seeded)
+    one_pass(x)  # what the running statistics should be after the step: one update, from the first pass
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    bn = model[1]
+    sam_step(model, opt, x, y, F.cross_entropy, rho=0.05)
+    assert torch.equal(bn.running_mean, one_pass[1].running_mean)
+    assert torch.equal(bn.running_var, one_pass[1].running_var)
+    assert bn.num_batches_tracked.item() == 1 and bn.track_running_stats
+
+
+def test_compiled_sam_steps_make_one_graph():
+    # toggling track_running_stats for the second pass failed dynamo's guards: 2 graphs, not 1
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    model, x, y = _tiny_problem()
+    compiled = torch.compile(model, backend="eager")  # dynamo's graph capture without inductor's compile time
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    for _ in range(3):
+        sam_step(compiled, opt, x, y, F.cross_entropy, rho=0.05)
+    assert counters["stats"]["unique_graphs"] == 1 and counters["frames"]["total"] == 1
+    torch._dynamo.reset()
+
+
 def test_sam_step_changes_the_weights_and_lowers_the_loss():
     model, x, y = _tiny_problem()
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)

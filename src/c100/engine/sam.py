@@ -18,15 +18,23 @@ import torch.nn as nn
 
 @contextmanager
 def frozen_bn_stats(model: nn.Module):
-    """BatchNorm layers normalise with the batch's statistics but leave their running ones alone."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
-    for m in norms:
-        m.track_running_stats = False
+    """BatchNorm layers normalise with the batch's statistics; their running statistics are saved
+    before and put back after, so the pass leaves them as they were.
+
+    Saving and restoring, rather than switching ``track_running_stats`` off for the pass, keeps the
+    modules' attributes constant: torch.compile guards on them, and toggling recompiled the model
+    once (issue 19, defect 4). The result is the same: BatchNorm in training mode normalises with
+    the batch's statistics either way."""
+    stats = [t for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+             and m.track_running_stats for t in (m.running_mean, m.running_var, m.num_batches_tracked)
+             if t is not None]
+    saved = [t.clone() for t in stats]
     try:
         yield
     finally:
-        for m in norms:
-            m.track_running_stats = True
+        if stats:
+            with torch.no_grad():
+                torch._foreach_copy_(stats, saved)
 
 
 def sam_step(model, optimizer, x, y, loss_fn, rho, autocast=nullcontext, grad_clip=0.0):
@@ -43,9 +51,10 @@ def sam_step(model, optimizer, x, y, loss_fn, rho, autocast=nullcontext, grad_cl
     with torch.no_grad():
         torch._foreach_add_(params, eps)
     optimizer.zero_grad(set_to_none=True)
-    with frozen_bn_stats(model), autocast():
-        perturbed = loss_fn(model(x), y)
-    perturbed.backward()
+    with frozen_bn_stats(model):  # restored after the backward, which reads the statistics (CPU kernel)
+        with autocast():
+            perturbed = loss_fn(model(x), y)
+        perturbed.backward()
     with torch.no_grad():
         torch._foreach_sub_(params, eps)
     if grad_clip:
