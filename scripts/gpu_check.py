@@ -165,6 +165,8 @@ def cuda_tests(check):
     counts["summary"] = out.strip().splitlines()[-1] if out.strip() else ""
     if counts["failures"] or counts["errors"]:
         raise StepFailed(f"{counts}")
+    if not counts["tests"]:  # a missing or empty test file must not read as a pass
+        raise StepFailed(f"no CUDA test was collected ({counts['summary']})")
     return counts
 
 
