@@ -401,3 +401,13 @@ def test_a_study_in_postgresql_with_two_workers(postgres_url, tmp_path, tiny_dat
                  check=False)
     assert p.returncode == 12 and "pass --storage postgresql://c100:***@" in p.stderr
     c100_cli("report", d)
+
+
+def test_trial_outcomes_name_files_relative_to_the_study_folder(tmp_path):
+    from c100.tune.study import in_study
+
+    study = tmp_path / "studies" / "s"
+    msg = f"the last good checkpoint {study.resolve()}/trials/0017/checkpoints/last.pt is kept"
+    assert in_study(msg, study) == "the last good checkpoint trials/0017/checkpoints/last.pt is kept"
+    assert in_study("studies/s/trials/0002/checkpoints/last.pt", "studies/s") == "trials/0002/checkpoints/last.pt"
+    assert in_study("no path here", study) == "no path here"

@@ -47,6 +47,14 @@ DEFAULT_VAL_SIZE = 5000
 OBJECTIVE = "final validation top-1 error (%) of the last weights, with the recipe's TTA; minimised"
 
 
+def in_study(message, study_dir) -> str:
+    """``message`` with the study folder's own path left out (trials.json holds no absolute path of the
+    machine: a study folder is moved and shared like a run folder)."""
+    text = str(message)
+    for prefix in {str(Path(study_dir).resolve()), str(study_dir)}:
+        text = text.replace(prefix.rstrip("/") + "/", "")
+    return text
+
 class BudgetReached(Exception):
     """The study's time budget ran out during a trial (raised at an epoch end, after its checkpoint)."""
 
@@ -310,19 +318,19 @@ class Study:
                                 on_epoch=on_epoch, test=False)
         except optuna.TrialPruned as e:
             beat.stop()
-            trial.set_user_attr("outcome", f"pruned: {e}")
+            trial.set_user_attr("outcome", f"pruned: {in_study(e, self.dir)}")
             self.study.tell(trial, state=TrialState.PRUNED)
             self.log(f"trial {n}: pruned ({e})")
             return None
         except NumericalError as e:
             beat.stop()
-            trial.set_user_attr("outcome", f"diverged: {e}")
+            trial.set_user_attr("outcome", f"diverged: {in_study(e, self.dir)}")
             self.study.tell(trial, state=TrialState.PRUNED)  # a result (this config diverges), not a lost trial
             self.log(f"trial {n}: diverged, counted as pruned ({e})")
             return None
         except (ConfigError, ResourceError) as e:
             beat.stop()
-            trial.set_user_attr("outcome", f"failed: {e}")
+            trial.set_user_attr("outcome", f"failed: {in_study(e, self.dir)}")
             self.study.tell(trial, state=TrialState.FAIL)
             self.log(f"trial {n}: failed ({e})")
             return None
