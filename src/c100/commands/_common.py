@@ -7,7 +7,7 @@ from c100.engine.config import TrainConfig
 # TrainConfig fields that the command line may override: those declared with config.option, in
 # the dataclass's order; their help text and choices come from the field, never retyped here.
 OVERRIDABLE = {f.name: f.metadata["help"] for f in dataclasses.fields(TrainConfig) if "help" in f.metadata}
-_CHOICES = {f.name: f.metadata["choices"] for f in dataclasses.fields(TrainConfig) if f.metadata.get("choices")}
+CHOICES = {f.name: f.metadata["choices"] for f in dataclasses.fields(TrainConfig) if f.metadata.get("choices")}
 
 
 def parse_bool(text):
@@ -46,7 +46,7 @@ def add_config_overrides(p, exclude=()):
         conv = {bool: parse_bool, tuple: parse_int_tuple, float: finite_float}.get(t, t)
         # Choices show in the metavar but are checked by TrainConfig, not argparse: a bad value is a
         # ConfigError (exit code 3) with the valid names, like the same mistake in a config file.
-        metavar = "{" + ",".join(_CHOICES[name]) + "}" if name in _CHOICES else name.upper()
+        metavar = "{" + ",".join(CHOICES[name]) + "}" if name in CHOICES else name.upper()
         g.add_argument("--" + name.replace("_", "-"), dest=name, type=conv, default=None,
                        help=help_text.replace("%", "%%"),  # argparse %-formats help texts
                        metavar="BOOL" if t is bool else metavar)

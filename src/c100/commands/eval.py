@@ -14,17 +14,11 @@ An .onnx file (`c100 export --format onnx [--quantize int8]`) runs through ONNX 
 recorded at export are printed next to the ones measured now.
 """
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
 
-
-def tta_choices():
-    """The TTA names, as the config's ``tta`` field declares them (c100.engine.config.option)."""
-    from c100.engine.config import TrainConfig
-
-    return next(f.metadata["choices"] for f in dataclasses.fields(TrainConfig) if f.name == "tta")
+from c100.commands._common import CHOICES
 
 
 def add_parser(sub):
@@ -34,7 +28,7 @@ def add_parser(sub):
                                       "weights file, an .onnx export or the name of a model whose weights ship "
                                       "(weights/<name>.safetensors)")
     p.add_argument("--split", choices=("test", "val"), default="test")
-    p.add_argument("--tta", choices=tta_choices(), default=None,
+    p.add_argument("--tta", choices=CHOICES["tta"], default=None,  # as the config's tta field declares them
                    help="test-time augmentation (default: the run's config)")
     p.add_argument("--batch-size", type=int, default=1000)
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
