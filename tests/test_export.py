@@ -93,6 +93,59 @@ def test_safetensors_export_and_default_out(run_dir, loaded, capsys):
     assert torch.equal(again.logits(x), loaded.logits(x))
 
 
+def test_fp16_weights_halve_the_file_and_record_the_errors_measured_from_it(run_dir, loaded, tiny_data, tmp_path,
+                                                                           capsys):
+    from c100.weights import read_weights
+
+    data = ["--data-root", str(tiny_data), "--verify", "structure"]
+    out16, out32 = tmp_path / "m16.safetensors", tmp_path / "m32.safetensors"
+    assert main(["export", str(run_dir), "--format", "safetensors", "--out", str(out32)]) == 0
+    capsys.readouterr()
+    assert main(["export", str(run_dir), "--format", "safetensors", "--dtype", "fp16", "--out", str(out16),
+                 "--json", *data]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert out16.stat().st_size < 0.55 * out32.stat().st_size
+    state, raw = read_weights(out16)
+    assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.float16}
+    assert raw["storage_dtype"] == "fp16" and "fp16" in raw["test_err_of"]
+    assert raw["source_test_top1_err"] == "61.25" and raw["source_test_top5_err"] == "33.5"
+    # the errors recorded are what `c100 eval` measures on the stored file, not the run's 61.25 of fp32 weights
+    assert main(["eval", str(out16), "--json", *data]) == 0
+    ev = json.loads(capsys.readouterr().out)
+    assert float(raw["test_top1_err"]) == ev["top1_err"] == report["test_top1_err"] and ev["n"] == 200
+    assert float(raw["test_top5_err"]) == ev["top5_err"] and ev["shipped_test_top1_err"] == ev["top1_err"]
+    m16 = c100.load(out16)  # fp16 values in the fp32 model: logits within fp16 rounding of the fp32 model's
+    assert m16.metadata["storage_dtype"] == "fp16" and next(m16.model.parameters()).dtype == torch.float32
+    x = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    diff = (m16.logits(x) - loaded.logits(x)).abs().max().item()
+    assert 0 < diff < 1e-2
+
+
+def test_fp16_weights_without_measurement_claim_no_test_error(run_dir, tmp_path, capsys):
+    from c100.weights import read_weights
+
+    out = tmp_path / "m.safetensors"
+    assert main(["export", str(run_dir), "--format", "safetensors", "--dtype", "bf16", "--no-measure",
+                 "--out", str(out)]) == 0  # no data needed: nothing is measured
+    assert "not measured" in capsys.readouterr().out
+    _, raw = read_weights(out)
+    assert raw["storage_dtype"] == "bf16" and "test_top1_err" not in raw and "test_err_of" not in raw
+    assert raw["source_test_top1_err"] == "61.25"
+    assert c100.load(out).metadata["test_top1_err"] is None
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--format", "onnx", "--dtype", "fp16"], "--dtype fp16/bf16 is for --format safetensors"),
+    (["--format", "safetensors", "--no-measure"], "--no-measure goes with"),
+    (["--format", "safetensors", "--dtype", "fp16"], "CIFAR-100"),  # measuring needs the data: none here
+])
+def test_reduced_precision_export_refuses_what_it_cannot_do(run_dir, tmp_path, capsys, args, message):
+    out = tmp_path / "m.out"
+    rc = main(["export", str(run_dir), *args, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc != 0 and message in err and not out.exists(), err
+
+
 def test_export_of_a_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
     rc = main(["export", str(tmp_path / "none.pt"), "--format", "onnx"])
     assert rc == CheckpointError.exit_code and "does not exist" in capsys.readouterr().err

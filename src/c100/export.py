@@ -149,14 +149,58 @@ def check_out(out: Path, fmt):
                           f"only to a regular file or a new path")
 
 
+def measure_stored(data: bytes, loaded, root, verify="full", batch_size=1000) -> dict:
+    """Test errors of the weights exactly as stored in ``data`` (a weights file's bytes), evaluated as
+    `c100 eval FILE` does: the fp32 model with the stored values loaded, the run's TTA and precision."""
+    from safetensors.torch import load as load_bytes
+
+    from c100.engine.config import TrainConfig
+    from c100.engine.device import autocast_for
+    from c100.engine.evaluate import evaluate
+    from c100.eval_inputs import eval_images
+    from c100.restore import build_model
+
+    md = loaded.metadata
+    cfg = TrainConfig.from_dict(md["config"]) if md.get("config") else None
+    model = build_model(md["model"], load_bytes(data), "the stored weights", md.get("config")).eval()
+    images, labels, _ = eval_images(root, "test", cfg, verify)
+    tta = md.get("test_tta") or (cfg.tta if cfg else "none")
+    autocast, _ = autocast_for(cfg.amp if cfg else "none", torch.device("cpu"))
+    metrics, _ = evaluate(model, torch.from_numpy(images), torch.from_numpy(labels), loaded.normalizer, batch_size,
+                          tta, autocast)
+    return {"test_top1_err": metrics["top1_err"], "test_top5_err": metrics["top5_err"], "test_tta": tta}
+
+
+def reduced_weights(loaded, dtype, root, verify="full", measure=True) -> tuple[bytes, dict]:
+    """(bytes, report) of a weights file in ``dtype`` (fp16/bf16). Its test errors are measured from
+    the stored values (``measure``), or dropped: those of the source were measured on other weights.
+    The source's errors stay in the metadata as source_test_top1_err / source_test_top5_err."""
+    from c100.weights import weights_bytes
+
+    md = loaded.metadata
+    changes = {"test_top1_err": None, "test_top5_err": None, "test_err_of": None,
+               "source_test_top1_err": md.get("test_top1_err"), "source_test_top5_err": md.get("test_top5_err")}
+    data = weights_bytes(loaded, dtype, changes)
+    if not measure:
+        return data, {"storage_dtype": dtype, "test_errors": "not measured (--no-measure): none recorded"}
+    measured = measure_stored(data, loaded, root, verify)
+    changes.update(measured, test_err_of=f"the stored {dtype} weights, evaluated by c100 export")
+    report = {"storage_dtype": dtype, **measured,
+              "source_test_top1_err": md.get("test_top1_err"), "source_test_top5_err": md.get("test_top5_err")}
+    return weights_bytes(loaded, dtype, changes), report
+
+
 def export_model(source, fmt, out=None, data_root=None, check=True, quantize=None, calib_images=None,
-                 calib_seed=None, verify="full", measure=True) -> dict:
+                 calib_seed=None, verify="full", measure=True, dtype="fp32") -> dict:
     """Export ``source`` (anything c100.load takes, or a LoadedModel); returns a report dict.
 
     ``quantize="int8"`` (ONNX only): the verified fp32 graph statically quantized (c100.quantize),
-    calibrated on ``calib_images`` train images drawn with ``calib_seed``."""
+    calibrated on ``calib_images`` train images drawn with ``calib_seed``. ``dtype`` (safetensors
+    only): storage precision of the floating-point tensors; for fp16/bf16 the test errors recorded
+    are measured from the stored values on the test split of ``data_root`` (``measure``)."""
     from c100.atomic import atomic_write_bytes
     from c100.inference import LoadedModel, load, save_weights
+    from c100.weights import STORAGE_DTYPES
 
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -164,11 +208,17 @@ def export_model(source, fmt, out=None, data_root=None, check=True, quantize=Non
         raise ConfigError(f"unknown --quantize {quantize!r}; c100 quantizes to int8")
     if quantize and fmt != "onnx":
         raise ConfigError("--quantize int8 needs --format onnx (ONNX Runtime's static quantization)")
-    if quantize:
+    if dtype not in STORAGE_DTYPES:
+        raise ConfigError(f"unknown --dtype {dtype!r}; choose one of {', '.join(STORAGE_DTYPES)}")
+    if dtype != "fp32" and fmt != "safetensors":
+        raise ConfigError("--dtype fp16/bf16 is for --format safetensors (ONNX and TorchScript exports are fp32; "
+                          "for a smaller ONNX file use --quantize int8)")
+    if quantize or (dtype != "fp32" and measure):
         from c100.data.cifar import ensure_data
 
-        require_ort()
-        root = ensure_data(data_root)  # calibration needs the train split: fail before the export
+        if quantize:
+            require_ort()
+        root = ensure_data(data_root)  # calibration / measurement needs the data: fail before the export
     if out:
         check_out(Path(out), fmt)  # before the (slow) export
     loaded = source if isinstance(source, LoadedModel) else load(source, "cpu", data_root)
@@ -184,8 +234,13 @@ def export_model(source, fmt, out=None, data_root=None, check=True, quantize=Non
     report = {"format": fmt, "out": str(out), "model": loaded.name, "source": loaded.metadata["source"],
               "weights": loaded.metadata["weights"]}
     if fmt == "safetensors":
-        save_weights(loaded, out)
-        return {**report, "input": "uint8 images normalised as in training (c100.load applies it)"}
+        report["input"] = "uint8 images normalised as in training (c100.load applies it)"
+        if dtype == "fp32":
+            save_weights(loaded, out)
+            return report
+        data, added = reduced_weights(loaded, dtype, root if measure else None, verify, measure)
+        atomic_write_bytes(out, data)
+        return {**report, **added}
     wrapper = wrap(loaded)
     metadata = export_metadata(loaded)
     data, exporter = (onnx_bytes if fmt == "onnx" else torchscript_bytes)(wrapper, metadata)
