@@ -63,9 +63,9 @@ _recipe(
 
 _recipe(
     "cpu",
-    "ResNet18's tutorial row (24.39 / 6.95) on a CPU without a GPU, in about 2.3 hours on 2 cores with bf16 "
-    "units (34 epochs of ~235 s: sized to finish inside one 3-hour working session, since a machine that "
-    "resets between sessions loses a longer run): the tutorial's crop+flip and batch 128 with `fast`'s "
+    "ResNet18's tutorial row (24.39 / 6.95) on a CPU without a GPU, in about 2.3 hours on 2 cores of an AMD "
+    "Zen 5 (34 epochs of ~235 s, sized to finish inside one 3-hour working session; ~425 s per epoch on Zen 4, "
+    "whose bf16 units are half as wide): the tutorial's crop+flip and batch 128 with `fast`'s "
     "optimiser choices and a 34-epoch linear "
     "schedule. Nesterov SGD lr 0.1, momentum 0.9, weight decay 5e-4 off norms and biases, 1 warm-up epoch "
     "then linear decay to 0, label smoothing 0.1, flip TTA at test, bf16 autocast where the CPU has bf16 "
