@@ -65,6 +65,12 @@ EXACT = {
     "resnet8x4": 1_233_540, "resnet32x4": 7_433_860,
     "wrn16_1": 180_916, "wrn16_2": 703_284, "wrn40_1": 569_780, "wrn40_2": 2_255_156,
     "vgg8": 3_965_028, "vgg13_crd": 9_462_180,
+    # Its students ShuffleV1, ShuffleV2 and MobileNetV2 (mobile_half): no published count found in the
+    # CRD paper or README, so these are their layer lists' counts (models/shufflenet.py, mobilenet.py).
+    # ShuffleV1: 1x1 stem 96; stage-opening units' bottlenecks 54/60/120 wide (216/240/480 branch
+    # outputs); fc 96,100. ShuffleV2 is shufflenetv2 with a 1x1 stem: 1,356,104 - 24 * 3 * (9 - 1).
+    # MobileNetV2 at width 0.5: stem 3*16*9 + BN, 17 blocks (expansion conv in each), 160 -> 1280, fc 128,100.
+    "shufflenetv1_crd": 949_258, "shufflenetv2_crd": 1_355_528, "mobilenetv2_crd": 812_836,
     # ConvMixer-256/8, k=5, p=2 (no published count): embed 3*256*4+256 + BN 512; 8 x (depthwise
     # 256*25+256, BN 512, pointwise 256*256+256, BN 512) = 8 x 73,472; fc 256*100+100
     "convmixer_256_8": 617_316,
@@ -194,7 +200,8 @@ def test_aliases_build_their_target_and_are_not_listed():
 # One model of every family added for issue 21, traced in training mode (stochastic depth's random
 # drops included); torch._dynamo.explain traces without compiling, which keeps this cheap on a CPU.
 COMPILE_CHECKED = ["resnet20", "resnet8x4", "stochasticdepth18", "wrn16_2", "vgg8", "xception", "inceptionv3",
-                   "inceptionv4", "convmixer_256_8", "attention56", "nasnet"]
+                   "inceptionv4", "convmixer_256_8", "attention56", "nasnet",
+                   "shufflenetv1_crd", "shufflenetv2_crd", "mobilenetv2_crd"]
 
 
 @pytest.mark.parametrize("name", COMPILE_CHECKED)
@@ -235,6 +242,21 @@ def test_nasnet_count_plus_the_benchmarks_unused_paths_is_its_figure():
     assert abs(count_params(model) + unused - 5.2e6) / 5.2e6 <= 0.03
     assert sum(isinstance(c.prev, FactorizedReduce) for c in model.cells) == 2  # after each reduction
     assert model.fc.in_features == 1056  # NASNet-A 4 @ 1056
+
+
+def test_crd_students_aliases_and_layout():
+    """RepDistiller's and its README's spellings; MobileNetV2's stride-2 stem ends at 2x2; ShuffleV1's
+    first unit has the 54-wide bottleneck (216 / 4) and ShuffleV2 only its 1x1 stem differs."""
+    for alias, target in (("ShuffleV1", "shufflenetv1_crd"), ("ShuffleNetV1", "shufflenetv1_crd"),
+                          ("ShuffleV2", "shufflenetv2_crd"), ("ShuffleNetV2", "shufflenetv2_crd"),
+                          ("MobileNetV2", "mobilenetv2_crd"), ("mobile_half", "mobilenetv2_crd")):
+        assert get_entry(alias) is get_entry(target)
+    assert get_entry("mobilenetv2").name == "mobilenetv2"  # the lower-case name stays Sandler et al.'s
+    model = create_model("mobilenetv2_crd").eval()
+    assert model.features(torch.randn(1, 3, 32, 32)).shape == (1, 1280, 2, 2)
+    v1 = _meta_model("shufflenetv1_crd")
+    assert v1.features[0][0].kernel_size == (1, 1) and v1.features[1].reduce[0].out_channels == 54
+    assert count_params(_meta_model("shufflenetv2")) - EXACT["shufflenetv2_crd"] == 24 * 3 * 8
 
 
 def test_alias_attention59_is_attention56():

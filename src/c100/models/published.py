@@ -9,7 +9,9 @@ expect from a model, to compare with what ``c100 train`` gives (docs/BENCHMARKS.
   inceptionresnetv2 row is a different network from c100's (models/inception.py), so it is left out.
 * Tian et al. 2020 (CRD), RepDistiller README, the teachers' and students' own training (top-1
   accuracy published, 240 epochs); no top-5. Its resnet20/32/56/110 have 1x1 projection shortcuts
-  where c100's (He et al.) have parameter-free ones.
+  where c100's (He et al.) have parameter-free ones. Its students ShuffleNetV1, ShuffleNetV2 and
+  MobileNetV2 (the second table's student row, the same figure beside each of their teachers) are
+  shufflenetv1_crd, shufflenetv2_crd and mobilenetv2_crd.
 """
 WEIAICUNZAI = "weiaicunzai/pytorch-cifar100 README"
 CRD = "CRD README (Tian et al. 2020)"
@@ -37,6 +39,7 @@ _CRD_ACCURACY = {
     "wrn40_2": 75.61, "wrn16_2": 73.26, "wrn40_1": 71.98, "resnet56": 72.34, "resnet20": 69.06,
     "resnet110": 74.31, "resnet32": 71.14, "resnet32x4": 79.42, "resnet8x4": 72.50,
     "vgg13_crd": 74.64, "vgg8": 70.36,
+    "shufflenetv1_crd": 70.50, "shufflenetv2_crd": 71.82, "mobilenetv2_crd": 64.60,
 }
 
 PUBLISHED_ERRORS = {name: (top1, top5, WEIAICUNZAI) for name, (top1, top5) in _WEIAICUNZAI.items()}
