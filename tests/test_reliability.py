@@ -43,7 +43,7 @@ from conftest import make_cifar
 
 EPOCHS, STEPS = 3, 4  # 200 training images in batches of 50
 OPTS = ["--recipe", "fast", "--verify", "structure", "--threads", "1", "--val-size", "200", "--train-subset", "200",
-        "--batch-size", "50", "--epochs", str(EPOCHS), "--no-progress"]
+        "--batch-size", "50", "--epochs", str(EPOCHS), "--no-progress", "--checkpoint-minutes", "0"]
 TIMING = {"train_time_s", "eval_time_s", "wall_time_s", "images_per_s", "finished_at", "epoch_time_s", "elapsed_s",
           "run_dir", "time_s"}
 SUB_ENV = {"PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}

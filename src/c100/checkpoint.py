@@ -36,8 +36,19 @@ _EOCD = b"PK\x05\x06"  # zip end-of-central-directory signature; the record is 2
 
 
 def save_checkpoint(state: dict, path):
+    write_checkpoint(checkpoint_chunks(state), path)
+
+
+def checkpoint_chunks(state: dict) -> list:
+    """``state`` serialised and sealed once, as chunks that ``write_checkpoint`` may write to several
+    files (the trainer writes best.pt and last.pt of one epoch from the same chunks)."""
     payload = {"format": FORMAT, "version": VERSION, "c100_version": __version__, **state}
-    atomic_write_bytes(path, seal_chunks(torch_save_bytes(payload)))
+    return seal_chunks(torch_save_bytes(payload))
+
+
+def write_checkpoint(chunks: list, path):
+    """Write ``checkpoint_chunks``' result to ``path`` atomically (fsynced)."""
+    atomic_write_bytes(path, chunks)
 
 
 def seal_chunks(archive) -> list:

@@ -79,6 +79,8 @@ def init(device_kind: str) -> DistEnv:
             raise ConfigError(f"LOCAL_RANK {local_rank} but only {n} CUDA device(s) are visible; "
                               f"--nproc-per-node must not exceed the GPUs of a node")
         torch.cuda.set_device(local_rank)
+    if backend == "nccl":
+        nccl_error_env()
     if not dist.is_initialized():
         try:
             dist.init_process_group(backend, timeout=timedelta(seconds=timeout_s()))
@@ -87,6 +89,21 @@ def init(device_kind: str) -> DistEnv:
                                    f"({_first_line(e)}); check MASTER_ADDR/--rdzv-endpoint and that every "
                                    f"node was started") from e
     return DistEnv(rank, local_rank, world, dist.get_backend())
+
+
+# TORCH_NCCL_BLOCKING_WAIT=1: a collective that passes the process group's timeout raises a
+# DistBackendError (a dist.DistError) in the thread that waits for it, which c100 turns into its
+# DistributedError and message. Without it, NCCL's watchdog thread finds the timeout and aborts the
+# whole process (SIGABRT, no Python exception). torch 2.14 reads this name (NCCL_BLOCKING_WAIT is its
+# older alias) and creates no watchdog thread when it is on, so TORCH_NCCL_ASYNC_ERROR_HANDLING has
+# no effect then. setdefault: a value the user exported wins.
+NCCL_ERROR_ENV = {"TORCH_NCCL_BLOCKING_WAIT": "1"}
+
+
+def nccl_error_env():
+    """Set NCCL_ERROR_ENV's defaults; called before the NCCL process group is created, which reads them."""
+    for k, v in NCCL_ERROR_ENV.items():
+        os.environ.setdefault(k, v)
 
 
 def all_reduce_sum(t: torch.Tensor, env: DistEnv) -> torch.Tensor:

@@ -84,6 +84,10 @@ class TrainConfig:
     compile: bool = option(False, "torch.compile the model, on CUDA only; ignored on the CPU (true/false)")
     sync_bn: bool = option(False, "SyncBatchNorm across ranks under torchrun (true/false)")
     eval_batch_size: int = option(1000, "evaluation batch size")
+    checkpoint_minutes: float = option(1.0, "write checkpoints/last.pt (and a better best.pt) once at least this "
+                                            "many minutes have passed since the last write, and always after "
+                                            "the last epoch, at --stop-at-epoch and on a stop signal; a kill loses "
+                                            "at most this much training (0 = after every epoch)")
     # --- run control
     eval_every: int = option(1, "validate every N epochs (and always after the last)")
     tta: str = option("none", "test-time augmentation of the final evaluation", TTA)
@@ -182,6 +186,7 @@ def _check_execution(c):
     _check(c.amp in AMP, f"amp must be one of {AMP}, got {c.amp!r}")
     _check(c.tta in TTA, f"tta must be one of {TTA}, got {c.tta!r}")
     _check(c.eval_every >= 1, f"eval_every must be at least 1, got {c.eval_every}")
+    _check(c.checkpoint_minutes >= 0, f"checkpoint_minutes must be >= 0, got {c.checkpoint_minutes}")
     _check(c.budget_minutes >= 0, f"budget_minutes must be >= 0, got {c.budget_minutes}")
     _check(c.train_subset >= 0 and c.train_subset % 100 == 0,
            f"train_subset must be a multiple of 100 (0 = all), got {c.train_subset}")

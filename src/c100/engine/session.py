@@ -81,6 +81,11 @@ def _check_world(cfg, env, device):
         cleanup(env, ok=True)
         raise ConfigError("--sync-bn true needs CUDA devices: PyTorch's SyncBatchNorm does not run on the "
                           "CPU; use --sync-bn false (each rank normalises with its own slice's statistics)")
+    if cfg.sync_bn and cfg.compile and env.enabled and device.type == "cuda":
+        cleanup(env, ok=True)
+        raise ConfigError("--sync-bn true cannot be combined with --compile true: torch.compile does not trace "
+                          "SyncBatchNorm's cross-rank collectives in its forward pass (graph breaks or a failure); "
+                          "use --compile false with --sync-bn true, or --sync-bn false")
 
 
 # ----------------------------------------------------------------------------- data
@@ -131,10 +136,14 @@ def new_state(s: Session, model) -> TrainState:
 
 
 def wrap_model(s: Session, model, compile=True):
-    """What the loop calls: ``model`` compiled (cfg.compile, CUDA only) and DDP-wrapped under torchrun."""
-    if compile and s.cfg.compile and s.device.type == "cuda":
-        model = torch.compile(model)
+    """What the loop calls: ``model`` DDP-wrapped under torchrun, then compiled (cfg.compile, CUDA only).
+
+    DDP first: compiling the DDP module lets TorchDynamo's DDP optimizer split the graph at the gradient
+    buckets, so each bucket's all-reduce overlaps the rest of the backward pass; a compiled module inside
+    DDP runs its backward as one graph, and the all-reduces only start after it."""
     if s.env.enabled:
         ids = [s.device.index] if s.device.type == "cuda" else None
         model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    if compile and s.cfg.compile and s.device.type == "cuda":
+        model = torch.compile(model)
     return model

@@ -21,12 +21,12 @@ from functools import partial
 import torch
 import torch.nn as nn
 
-from c100.checkpoint import save_checkpoint
 from c100.data.cifar import resolve_root
 from c100.data.loader import TrainBatches, steps_per_epoch
 from c100.distributed import (DistributedError, agree_max, all_reduce_sum, barrier, broadcast_object, cleanup,
                               comm_error_message, env_rank, fault_point, is_comm_error)
 from c100.engine.budget import fit_budget, measure_step_time
+from c100.engine.checkpoints import Checkpointer
 from c100.engine.device import autocast_for, resolve_device, sync
 from c100.engine.evaluate import evaluate
 from c100.engine.interrupt import EvaluationInterrupted, StopSignal, TrainingInterrupted, interruptible_final_eval
@@ -81,8 +81,9 @@ def run(cfg, run_dir, data_root=None, verify="full", resume=False,
 
     ``stop_at_epoch``: stop cleanly after that many epochs with a checkpoint (the schedule still
     spans ``cfg.epochs``), as a pre-empted job would; ``--resume`` continues it.
-    ``on_epoch(row)``: called with each metrics.jsonl row once it and its checkpoint are written; an
-    exception it raises stops the run there (c100 tune prunes trials this way).
+    ``on_epoch(row)``: called with each metrics.jsonl row once it is written (and its checkpoint, when
+    cfg.checkpoint_minutes asks for one); an exception it raises stops the run there, with this epoch's
+    checkpoint written (c100 tune prunes trials this way).
     ``test=False``: the run never touches the test set (summary "test" is null, no predictions.npz),
     as tuning trials must not; c100 tune evaluates its best trial's test error once, afterwards.
     """
@@ -148,14 +149,17 @@ def _train(s: Session, ckpt, stop_at_epoch, on_epoch=None, test=True):
         s.log(f"resumed {s.dir.path} at epoch {state.epoch}, step {state.step_in_epoch}")
     s.dir.write_metrics(state.metrics)
     s.log(start_line(s, data, info, spe))
-    stop = StopSignal()
+    stop, ck = StopSignal(), Checkpointer(s.dir, cfg.checkpoint_minutes)
+    end = min(cfg.epochs, stop_at_epoch) if stop_at_epoch else cfg.epochs
+    ck.at = (state.epoch, state.step_in_epoch) if ckpt is not None else None  # what last.pt holds
     with stop.installed():
-        for epoch in range(state.epoch, min(cfg.epochs, stop_at_epoch) if stop_at_epoch else cfg.epochs):
-            row = _train_epoch(s, state, train_model, data, epoch, spe, stop)
+        for epoch in range(state.epoch, end):
+            row = _train_epoch(s, state, train_model, data, epoch, spe, stop, ck)
             state.sync_buffers(s.env)  # every rank evaluates the model rank 0 saves
-            _end_epoch(s, state, data, row, on_epoch)
+            _end_epoch(s, state, data, row, on_epoch, ck, final=epoch + 1 == end)
             signum = agree_max(stop.signum or 0, s.env, s.device)  # a signal seen by any rank stops all
             if signum and state.epoch < cfg.epochs:
+                _flush(s, state, ck)  # the signal came after this epoch's cadence said "not yet"
                 raise TrainingInterrupted(s.dir.path, signum)
     if state.epoch < cfg.epochs:
         s.log(f"stopped after epoch {state.epoch} of {cfg.epochs}; continue with: c100 train --resume {s.dir.path}")
@@ -176,8 +180,9 @@ def _fit_budget(s: Session, model, data):
     return load_data(cfg, s.data_root, s.verify, s.device) if cfg.train_subset else data
 
 
-def _end_epoch(s: Session, state: TrainState, data, row, on_epoch):
-    """Validate (every cfg.eval_every epochs and after the last), checkpoint, log the epoch's row."""
+def _end_epoch(s: Session, state: TrainState, data, row, on_epoch, ck: Checkpointer, final=False):
+    """Validate (every cfg.eval_every epochs and after the last), checkpoint (when ``final`` or the
+    cadence asks), log the epoch's row."""
     cfg = s.cfg
     t0 = time.perf_counter()
     if data.val is not None and (row["epoch"] % cfg.eval_every == 0 or row["epoch"] == cfg.epochs):
@@ -186,16 +191,21 @@ def _end_epoch(s: Session, state: TrainState, data, row, on_epoch):
         row.update(val_loss=val["loss"], val_top1_err=val["top1_err"], val_top5_err=val["top5_err"])
     state.eval_time_s += time.perf_counter() - t0
     row["elapsed_s"] = round(time.perf_counter() - s.t_start, 3)
-    _save(s, state, best=state.end_epoch(row))
-    s.dir.write_metrics(state.metrics)
+    best = state.end_epoch(row)
+    _save(s, state, ck, best, due=final or ck.due(s.env, s.device))
+    s.dir.write_metrics(state.metrics)  # rows past last.pt are rewritten from it on a resume
     s.dir.log_scalars(row)
     s.log(epoch_line(row, cfg.epochs))
     if on_epoch is not None:
-        on_epoch(dict(row))
+        try:
+            on_epoch(dict(row))
+        except BaseException:
+            _flush(s, state, ck)  # a stopped tune trial can be continued from this epoch
+            raise
 
 
 # ----------------------------------------------------------------------------- one epoch
-def _train_epoch(s: Session, state: TrainState, model, data, epoch, spe, stop):
+def _train_epoch(s: Session, state: TrainState, model, data, epoch, spe, stop, ck: Checkpointer):
     """One epoch (from state.step_in_epoch on); returns its metrics row (validation not yet in it)."""
     cfg = s.cfg
     model.train()
@@ -220,7 +230,7 @@ def _train_epoch(s: Session, state: TrainState, model, data, epoch, spe, stop):
                 check_finite(_with_seen(sums, seen), s, epoch, step)
             signum = stop.requested(step, s.env, s.device) if step < spe else None
             if signum:
-                _save_mid_epoch(s, state, epoch, step, _with_seen(sums, seen), epoch_time, t0)
+                _save_mid_epoch(s, state, ck, epoch, step, _with_seen(sums, seen), epoch_time, t0)
                 raise TrainingInterrupted(s.dir.path, signum)
     except torch.cuda.OutOfMemoryError as e:
         raise ResourceError(f"out of GPU memory at batch size {cfg.batch_size}; try --batch-size "
@@ -244,7 +254,7 @@ def _epoch_sums(s: Session, state: TrainState):
     return sums, seen, state.partial["time_s"]
 
 
-def _save_mid_epoch(s: Session, state: TrainState, epoch, step, totals, epoch_time, t0):
+def _save_mid_epoch(s: Session, state: TrainState, ck: Checkpointer, epoch, step, totals, epoch_time, t0):
     """A stop between steps: checkpoint the exact position, with the epoch's sums and time so far."""
     sync(s.device)
     state.epoch, state.step_in_epoch = epoch, step
@@ -252,7 +262,7 @@ def _save_mid_epoch(s: Session, state: TrainState, epoch, step, totals, epoch_ti
     state.train_time_s += time.perf_counter() - t0
     state.sync_buffers(s.env)
     check_finite(torch.tensor(state.partial["sums"]), s, epoch, step)
-    _save(s, state, best=False)
+    _save(s, state, ck, best=False, due=True)
 
 
 def _epoch_row(s: Session, state: TrainState, epoch, spe, totals, epoch_time, step):
@@ -286,20 +296,26 @@ def _with_seen(sums, seen):
 
 
 # ----------------------------------------------------------------------------- checkpoints and the end
-def _save(s: Session, state: TrainState, best):
-    # on every rank: their weights are the same, so all stop together
+def _save(s: Session, state: TrainState, ck: Checkpointer, best, due):
+    """last.pt when ``due`` (with best.pt, c100.engine.checkpoints); else a better epoch is held for best.pt.
+    Every rank calls it with the same ``best`` and ``due``: their weights are the same, so all stop together."""
     check_finite_weights(state.model, state.epoch + (1 if state.step_in_epoch else 0), s.dir.last)
+    if not (due or best):
+        return
     ckpt = state.to_checkpoint(s)  # every rank takes part (the RNG states are gathered)
-    if ckpt is None:
+    if not due:
+        ck.hold_best(ckpt)
         return
     try:
-        # best.pt first: a crash between the two writes leaves last.pt at the previous epoch, whose
-        # resume recomputes this epoch and writes both again (the other order could lose best.pt).
-        if best:
-            save_checkpoint(ckpt, s.dir.best)
-        save_checkpoint(ckpt, s.dir.last)
+        ck.write(ckpt, best, (state.epoch, state.step_in_epoch))
     except ResourceError as e:
         raise ResourceError(f"{e}. Free some space, then continue with: c100 train --resume {s.dir.path}") from e
+
+
+def _flush(s: Session, state: TrainState, ck: Checkpointer):
+    """Write the current state unless last.pt already holds it: before a stop leaves the loop."""
+    if ck.at != (state.epoch, state.step_in_epoch):
+        _save(s, state, ck, best=False, due=True)
 
 
 def _finish(s: Session, state: TrainState, data, info, with_test=True):
