@@ -241,6 +241,16 @@ def test_class_names_come_from_the_data_set_when_present(run_dir, images, tiny_d
     assert p["top"][0]["label"] == f"fine_{i}" and p["superclass"]["label"] == f"coarse_{i // 5}"
 
 
+def test_the_class_names_source_names_no_path_of_this_machine(tiny_data):
+    # it is written into checkpoints and shipped weights' metadata (a shipped file once said where its
+    # training machine kept the data)
+    from c100.data.cifar import class_names
+
+    source = class_names(tiny_data).source
+    assert source == "data set meta file (cifar-100-python/meta)"
+    assert str(tiny_data) not in source and "/" + tiny_data.name not in source
+
+
 @pytest.mark.skipif(not (SHARED / "meta").exists(), reason="no ../shared/cifar100 here")
 def test_builtin_class_names_are_cifar100s():
     import pickle

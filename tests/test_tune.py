@@ -297,7 +297,9 @@ def test_workers_option_runs_k_processes_with_their_share_of_threads(tmp_path, t
 
 def test_a_killed_worker_trial_is_failed_and_continued_from_its_checkpoint(tmp_path, tiny_data, space_file):
     d = tmp_path / "s"
-    p = _tune_proc(d, tiny_data, space_file, 3, epochs=6, extra=["--no-prune"])
+    # a checkpoint at every epoch end (the default cadence is a minute), so the retry continues from the
+    # epoch the worker died in
+    p = _tune_proc(d, tiny_data, space_file, 3, epochs=6, extra=["--no-prune", "--checkpoint-minutes", 0])
     metrics = d / "trials" / "0001" / "metrics.jsonl"
     t0 = time.time()
     while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 2):
@@ -308,7 +310,7 @@ def test_a_killed_worker_trial_is_failed_and_continued_from_its_checkpoint(tmp_p
     before = [json.loads(x) for x in metrics.read_text().splitlines()]
     assert load(d)[1]["state"] == "running"  # what a dead worker leaves behind
     out = c100_cli("tune", "simplecnn", "--recipe", "fast", "--trials", 3, "--study", d, "--no-prune",
-                   *tiny_args(tiny_data, space_file, epochs=6)).stdout
+                   "--checkpoint-minutes", 0, *tiny_args(tiny_data, space_file, epochs=6)).stdout
     assert "trial 1: its worker on" in out and "died" in out
     trials = load(d)
     assert trials[1]["state"] == "fail"

@@ -239,7 +239,9 @@ def class_names(data_root=None) -> ClassNames:
         meta = load_meta(root)
     except C100Error:
         return builtin
-    source = f"data set meta file in {dataset_dir(root)}"
+    # named relative to the data root: this text goes into checkpoints and shipped weights' metadata,
+    # which must not carry the training machine's paths
+    source = f"data set meta file ({dataset_dir(root).name}/meta)"
     if meta.fine_names == builtin.fine and meta.coarse_names == builtin.coarse:
         return ClassNames(builtin.fine, builtin.coarse, builtin.fine_to_coarse, source)
     try:
