@@ -432,3 +432,16 @@ def test_models_json_shows_published_error_and_shipped_weights(capsys, monkeypat
     assert main(["models", "logreg", "resnet20"]) == 0
     out = capsys.readouterr().out
     assert "top1 err" in out and "weights" in out and "30.94" in out
+
+
+def test_models_help_states_the_zoos_size():
+    """`c100 models --help` describes the zoo with its size; a model or family added without updating
+    the description fails here."""
+    import re
+
+    from c100.commands import models as cmd
+
+    m = re.search(r"The zoo \((\d+) models in (\d+) families\)", cmd.__doc__)
+    assert m, cmd.__doc__
+    families = {get_entry(n).family for n in ALL_MODELS}
+    assert (int(m[1]), int(m[2])) == (len(ALL_MODELS), len(families))

@@ -3,12 +3,14 @@ published CIFAR-100 top-1/top-5 error where a source gives one (its source in th
 weiaicunzai/pytorch-cifar100's README, the CRD distillation benchmark's README) and whether c100
 ships trained weights for it (weights/<name>.safetensors, usable by `c100 predict <name>`).
 
-The zoo: the seed tutorial's models; ResNet, pre-activation, SE, ResNeXt, wide ResNets and
-stochastic-depth ResNets with CIFAR stems; He et al.'s CIFAR ResNets 20-1202; the distillation
-benchmark's resnet8x4/32x4, thin WRNs and VGG-8/13; VGG, DenseNet, MobileNet, ShuffleNet,
-SqueezeNet, GoogLeNet, Inception-v3/v4, Inception-ResNet-v2, Xception, PyramidNet, ViT and ConvMixer;
-any timm model as timm/<name>. Other zoos' spellings (vgg16, wrn_40_2, ...) are aliases, listed
-at the end. Published errors come from the sources' own recipes, not from c100.
+The zoo (68 models in 21 families): the seed tutorial's models (logreg, simplecnn); ResNet,
+pre-activation, SE, ResNeXt, wide ResNets and stochastic-depth ResNets with CIFAR stems; He et al.'s
+CIFAR ResNets 20-1202; the distillation benchmark's teachers and students (resnet8x4/32x4, thin WRNs,
+VGG-8/13, its ShuffleNetV1/V2 and MobileNetV2 variants, the *_crd models); VGG, DenseNet, MobileNet,
+ShuffleNet, SqueezeNet, GoogLeNet, Inception-v3/v4, Inception-ResNet-v2, Xception, NASNet, Residual
+Attention Networks 56/92, PyramidNet, ViT and ConvMixer; any timm model as timm/<name>. `--family`
+takes the names in the family column. Other zoos' spellings (vgg16, wrn_40_2, ShuffleV2, ...) are
+aliases, listed at the end. Published errors come from the sources' own recipes, not from c100.
 
 Params and GFLOPs are counted once per model and c100 version and cached (c100/model_catalog.py):
 the first listing takes about 20 s on a 2-core CPU, later ones well under a second; --recount counts again.
