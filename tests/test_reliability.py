@@ -297,9 +297,12 @@ def test_sigint_mid_epoch_writes_a_checkpoint_and_the_resume_is_bitwise_the_same
     assert f"stopped by SIGINT; a checkpoint was written. Continue with: c100 train --resume {run_dir}" in out
     ck = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     assert (ck["epoch"], ck["step_in_epoch"]) == (1, 2)
+    assert ck["wall_time_s"] > 0  # the stopped process's wall time travels in the checkpoint
     rc, out, err = main(resume_argv(tiny_data, run_dir), capsys)
     assert rc == 0 and "resumed" in out and "epoch 1, step 2" in out, err
     assert_same_run(baseline, run_dir)
+    # summary.json's wall time covers both processes, not only the resumed one
+    assert json.loads((run_dir / "summary.json").read_text())["wall_time_s"] > ck["wall_time_s"]
 
 
 def test_sigint_during_the_final_evaluation_says_how_to_finish_it(tiny_data, baseline, run_dir, monkeypatch,

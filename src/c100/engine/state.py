@@ -5,14 +5,17 @@ The checkpoint is one dict (docs/RUN_FORMAT.md), written by ``to_checkpoint`` an
 still resumes bitwise:
 
     config, model, optimizer, ema, scaler, rng, world_size, rng_ranks,
-    epoch, step_in_epoch, metrics, best, train_time_s, eval_time_s, partial
+    epoch, step_in_epoch, metrics, best, train_time_s, eval_time_s, partial, wall_time_s
 
 ``epoch``: epochs finished; ``step_in_epoch`` > 0 with ``partial`` (that epoch's running sums, all
-ranks' together, and its time so far) when a signal stopped the run mid-epoch. ``rng`` is rank 0's
+ranks' together, and its time so far) when a signal stopped the run mid-epoch. ``wall_time_s`` is the wall time of every earlier
+process of the run up to its checkpoint (0 in a checkpoint from before this key existed): a run resumed
+across sessions reports its whole wall time, not only its last session's. ``rng`` is rank 0's
 random state and ``rng_ranks`` every rank's (None in a single process).
 
 ``session`` arguments below are anything with the run's ``cfg``, ``env`` (DistEnv) and ``device``.
 """
+import time
 from dataclasses import dataclass, field
 
 import torch
@@ -24,7 +27,7 @@ from c100.engine.ema import EMA
 from c100.errors import CheckpointError
 
 # the training counters, in the order the checkpoint dict has always held them (after the weights)
-COUNTERS = ("epoch", "step_in_epoch", "metrics", "best", "train_time_s", "eval_time_s", "partial")
+COUNTERS = ("epoch", "step_in_epoch", "metrics", "best", "train_time_s", "eval_time_s", "partial", "wall_time_s")
 
 
 @dataclass
@@ -40,14 +43,24 @@ class TrainState:
     train_time_s: float = 0.0
     eval_time_s: float = 0.0
     partial: dict | None = None
+    wall_time_s: float = 0.0  # the earlier processes' wall time; this one's is added by wall_time()
 
     @property
     def eval_model(self) -> nn.Module:
         """What validation, the final test and predictions use: the EMA weights when EMA is on."""
         return self.ema.module if self.ema is not None else self.model
 
-    def counters(self) -> dict:
-        return {k: getattr(self, k) for k in COUNTERS}
+    def counters(self, t_start: float | None = None) -> dict:
+        """The counters as a checkpoint stores them; ``t_start`` (this process's perf_counter at its
+        start) adds this process's wall time so far to the earlier processes'."""
+        counters = {k: getattr(self, k) for k in COUNTERS}
+        if t_start is not None:
+            counters["wall_time_s"] = self.wall_time(t_start)
+        return counters
+
+    def wall_time(self, t_start: float) -> float:
+        """The run's wall time: every earlier process's (from the checkpoint) plus this one's since t_start."""
+        return self.wall_time_s + (time.perf_counter() - t_start)
 
     def sync_buffers(self, env):
         """Rank 0's BatchNorm statistics on every rank: every rank evaluates the model rank 0 saves."""
@@ -76,7 +89,7 @@ class TrainState:
                 "optimizer": self.optimizer.state_dict(),
                 "ema": self.ema.state_dict() if self.ema is not None else None,
                 "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-                "rng": rng_state(device), "world_size": env.world_size, "rng_ranks": rngs, **self.counters()}
+                "rng": rng_state(device), "world_size": env.world_size, "rng_ranks": rngs, **self.counters(session.t_start)}
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict, session, model, optimizer, ema=None, scaler=None, source="the checkpoint"):

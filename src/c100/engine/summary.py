@@ -1,6 +1,5 @@
 """What a run reports: its log lines, and summary.json (docs/RUN_FORMAT.md) once it is finished."""
 import platform
-import time
 from datetime import datetime, timezone
 
 import torch
@@ -38,7 +37,7 @@ def build_summary(s, state, info, val, test) -> dict:
         "params": info["params"], "gflops": round(info["gflops"], 4), "val": val, "test": test,
         "best_val": state.best,
         "train_time_s": round(state.train_time_s, 3), "eval_time_s": round(state.eval_time_s, 3),
-        "wall_time_s": round(time.perf_counter() - s.t_start, 3),
+        "wall_time_s": round(state.wall_time(s.t_start), 3),  # all the run's processes when it was resumed
         "images_per_s": round(images / max(state.train_time_s, 1e-9), 1),
         "device": device_name(s.device), "world_size": s.env.world_size, "amp": s.amp,
         "cpu_allocator": allocator_state(), "cuda_settings": configure_cuda(s.device),
