@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from c100.engine.recipes import RECIPES, get_recipe
-from c100.errors import ConfigError
+from c100.errors import ConfigError, ResourceError
 from conftest import c100_cli
 
 optuna = pytest.importorskip("optuna")
@@ -195,6 +195,24 @@ def test_report_view_of_a_study(study):
     assert "| 0 | untuned" in p.stdout and "On test, evaluated once for trial" in p.stdout
     p = c100_cli("report", d, d / "trials" / "0000", check=False)
     assert p.returncode == 11 and "report it alone" in p.stderr
+
+
+def test_a_report_that_fails_midway_leaves_the_previous_report_whole(study, monkeypatch):
+    from c100.report import study as study_report
+
+    d, _ = study
+    md, out = study_report.build_study_report(d)
+    before = {f.name: f.read_bytes() for f in out.iterdir()}
+    assert {"report.md", "trials.csv", "history.png", "report.html"} <= set(before)
+
+    def broken(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(study_report, "plot_curves", broken)  # after trials.csv, report.md and history.png
+    with pytest.raises(ResourceError, match="disk full .* still holds its previous version"):
+        study_report.build_study_report(d)
+    assert {f.name: f.read_bytes() for f in out.iterdir()} == before
+    assert not [p for p in d.iterdir() if p.name.endswith(".tmp")], "a temporary folder was left behind"
 
 
 def test_a_rerun_continues_and_a_study_folder_refuses_another_study(study, tiny_data, space_file, tmp_path):

@@ -14,7 +14,8 @@ import json
 import math
 from pathlib import Path
 
-from c100.errors import ReportError
+from c100.atomic import atomic_folder
+from c100.errors import ReportError, ResourceError
 
 TOP = 5  # best trials in the table
 
@@ -219,9 +220,9 @@ def plot_importance(imp, path):
 
 
 def build_study_report(study_dir, out=None):
-    """Write the study's report into ``out`` (default STUDY/report); returns its Markdown."""
-    from c100.report.html import write_html
-
+    """Write the study's report into ``out`` (default STUDY/report); returns (its Markdown, ``out``).
+    Built in a temporary sibling folder and renamed to ``out`` when whole (as ``c100 report`` does): a
+    failure midway (disk full, a plot that raises, Ctrl-C) leaves the previous report as it was."""
     study_dir = Path(study_dir)
     meta = _read(study_dir / "study.json")
     result = _read(study_dir / "result.json") if (study_dir / "result.json").exists() else None
@@ -229,7 +230,19 @@ def build_study_report(study_dir, out=None):
     if not trials:
         raise ReportError(f"{study_dir}: the study has no trials yet")
     out = Path(out) if out else study_dir / "report"
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ReportError(f"{out} is a file, not a folder; choose another --out")
+    try:
+        with atomic_folder(out) as tmp:
+            md = _write_study_report(study_dir, meta, result, trials, source, tmp)
+    except ResourceError as e:
+        raise ResourceError(f"{e}; free some space or write the report elsewhere with --out DIR") from e
+    return md, out
+
+
+def _write_study_report(study_dir, meta, result, trials, source, out):
+    from c100.report.html import write_html
+
     names = list(meta["identity"]["space"])
     write_csv(trials, names, out / "trials.csv")
     imp, why = importances(trials)
@@ -248,4 +261,4 @@ def build_study_report(study_dir, out=None):
     if imp:
         figs.append(("importance", "Parameter importances (PED-ANOVA)", plot_importance(imp, out / "importance.png")))
     write_html(out / "report.html", title, table(trials, meta), lines, [], [("Search", figs)])
-    return md, out
+    return md
