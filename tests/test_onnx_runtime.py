@@ -125,10 +125,13 @@ def test_int8_export_records_metadata_and_calibrates_on_train_only(run_dir, tiny
 
     props = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
     assert props["calib_split"] == "train" and props["calib_images"] == "96" and props["calib_seed"] == "3"
-    assert props["quantization"] == "int8 static" and "quantize_static QDQ" in props["quant_method"]
+    assert props["quantization"] == "int8 static" and "quantize_static QOperator" in props["quant_method"]
     assert props["quant_per_channel"] == "true" and props["quant_weight_type"] == "QInt8"
+    assert props["quant_activation_type"] == "QUInt8" and props["quant_reduce_range"] == "true"
+    assert props["quant_graph_rewrite"] == "relu before maxpool (exact)"
     assert props["model"] == "simplecnn" and len(json.loads(props["fine_names"])) == 100  # the fp32 props kept
-    assert any(n.op_type == "QuantizeLinear" for n in onnx.load(str(out)).graph.node)
+    ops = [n.op_type for n in onnx.load(str(out)).graph.node]
+    assert ops.count("QLinearConv") == 2 and ops.count("QGemm") == 2 and "Relu" not in ops, ops  # ReLUs folded
     # the recorded errors are those of the written file and of the fp32 graph, measured on the test split
     labels = torch.from_numpy(np.asarray(cifar.load_split(tiny_data, "test", "structure").fine, dtype=np.int64))
     int8_logits = load_onnx(out).logits(torch.from_numpy(test))
@@ -136,6 +139,25 @@ def test_int8_export_records_metadata_and_calibrates_on_train_only(run_dir, tiny
     fp32_logits = c100.load(run_dir).logits(torch.from_numpy(test))
     assert float(props["fp32_test_top1_err"]) == pytest.approx(top1_err(fp32_logits, labels), abs=1e-3)
     assert props["quant_eval_images"] == str(len(labels))
+
+
+def test_relu_before_maxpool_is_the_same_function(fp32_onnx):
+    """The rewrite that keeps the quantizer from losing simplecnn's ReLUs changes no output bit."""
+    import onnx
+
+    from c100.quantize import relu_before_maxpool
+
+    model = onnx.load(str(fp32_onnx))
+    before = [n.op_type for n in model.graph.node]
+    assert relu_before_maxpool(model) == 2
+    after = [n.op_type for n in model.graph.node]
+    onnx.checker.check_model(model, full_check=True)
+    assert before.count("MaxPool") == after.count("MaxPool") == 2 and sorted(before) == sorted(after)
+    assert [i for i, op in enumerate(after) if op == "Relu"][:2] == [i for i, op in enumerate(before) if op == "MaxPool"]
+    x = random_uint8(16, seed=5)
+    a, b = logits_of(session(fp32_onnx.read_bytes()), x), logits_of(session(model.SerializeToString()), x)
+    assert torch.equal(a, b)
+    assert relu_before_maxpool(model) == 0  # nothing left to rewrite; a graph without the pattern is left as it is
 
 
 def real_images(root, split):

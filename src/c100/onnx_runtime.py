@@ -19,7 +19,7 @@ INSTALL = "pip install 'c100[export]'"
 PROVIDERS = ["CPUExecutionProvider"]
 # metadata_props keys that `c100 export --quantize int8` adds (c100.quantize)
 QUANT_KEYS = ("quantization", "quant_method", "quant_per_channel", "quant_reduce_range", "quant_activation_type",
-              "quant_weight_type",
+              "quant_weight_type", "quant_graph_rewrite",
               "calib_split", "calib_images", "calib_seed", "quant_eval_split", "quant_eval_images",
               "int8_test_top1_err", "int8_test_top5_err", "fp32_test_top1_err", "fp32_test_top5_err",
               "int8_fp32_top1_agreement")

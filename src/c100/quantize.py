@@ -1,12 +1,21 @@
 """Static int8 quantization of an exported fp32 ONNX model (``c100 export --format onnx --quantize int8``).
 
-ONNX Runtime's ``quantize_static`` in QDQ format: signed int8 activations and weights (S8S8, which
-ONNX Runtime's quantization guide names the first choice for QDQ on x86), per-channel weight scales
-for Conv and Gemm, MinMax calibration, and 7-bit weights (``reduce_range``): the guide warns that on
-x86 CPUs without VNNI (AVX2, AVX-512 before VNNI) the u8s8 kernels' VPMADDUBSW can saturate and
-names reduce_range as the fix. Measured here (AVX2, shipped simplecnn, 2,000 test images): with
-per-channel weights and no reduce_range the top-1 error rose from 44.5% to 58.45%; with reduce_range
-it stayed at 44.5%. A file may run on either kind of CPU, so reduce_range is always on.
+ONNX Runtime's ``quantize_static`` in QOperator format (QLinearConv / QGemm nodes): unsigned int8
+activations and signed int8 weights (U8S8), per-channel weight scales for Conv and Gemm, MinMax
+calibration, and 7-bit weights (``reduce_range``). Why these (docs/BENCHMARKS.md section 4b, measured
+on a 2-core AMD EPYC with AVX-512 VNNI): the QDQ S8S8 graph that ONNX Runtime's guide names first ran
+resnet18 at 1.2x ORT fp32 at most; U8S8 runs it about 3x faster. QOperator rather than QDQ because
+QDQ U8S8 ran the simple CNN slower than fp32. reduce_range: the guide warns that on x86 CPUs without
+VNNI (AVX2, AVX-512 before VNNI) the u8s8 kernels' VPMADDUBSW can saturate; measured on such a CPU
+(AVX2, shipped simplecnn) per-channel weights without reduce_range lost 14 points of top-1; a file
+may run on either kind of CPU, so reduce_range is always on.
+
+Before quantizing, ``relu_before_maxpool`` rewrites MaxPool -> Relu into Relu -> MaxPool (the same
+function: both are monotone, so max(relu(x)) = relu(max(x)) exactly). c100's simple CNN pools
+before its ReLU because that is faster in PyTorch; ONNX Runtime's QOperator quantizer drops a Relu
+whose input is already quantized and so loses it behind a MaxPool, whose quantization parameters are
+the convolution's, negatives included: the shipped simplecnn went from 44.5% to 95.7% top-1 error.
+After the rewrite the Relu follows the Conv and is folded into the QLinearConv's output range.
 
 The calibration images are ``calib_images`` images of the **train split only**, drawn without
 replacement with ``numpy.random.default_rng(seed)``, fed as the export's graph takes them (float32
@@ -24,6 +33,7 @@ from c100.onnx_runtime import ExportError, logits_of, require_ort, session
 DEFAULT_CALIB_IMAGES = 512
 DEFAULT_SEED = 0
 CALIB_BATCH = 64
+QUANT_METHOD = "onnxruntime.quantization.quantize_static QOperator MinMax"
 
 
 def calibration_images(root, n, seed, verify="full") -> np.ndarray:
@@ -53,6 +63,41 @@ def reader(images_uint8):
     return _Reader()
 
 
+def relu_before_maxpool(model):
+    """``model`` (an onnx ModelProto, changed in place) with every MaxPool -> Relu pair made Relu -> MaxPool.
+
+    A pair is rewritten only when the MaxPool has one output and the Relu is its only consumer. The
+    intermediate tensor keeps its name, and its stale shape annotation is dropped (shape inference
+    fills it in again). Returns the number of pairs rewritten.
+    """
+    import onnx
+
+    nodes = list(model.graph.node)
+    consumers = {}
+    for node in nodes:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    swapped = set()
+    for i, pool in enumerate(nodes):
+        users = consumers.get(pool.output[0], []) if pool.op_type == "MaxPool" else []
+        if len(pool.output) != 1 or len(users) != 1 or users[0].op_type != "Relu":
+            continue
+        relu = users[0]
+        x, mid, y = pool.input[0], pool.output[0], relu.output[0]
+        relu.input[0], relu.output[0], pool.input[0], pool.output[0] = x, mid, mid, y
+        j = nodes.index(relu)
+        nodes[i], nodes[j] = relu, pool  # each node stays after the nodes it reads
+        swapped.add(mid)
+    if swapped:
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+        kept = [v for v in model.graph.value_info if v.name not in swapped]
+        del model.graph.value_info[:]
+        model.graph.value_info.extend(kept)
+        model.CopyFrom(onnx.shape_inference.infer_shapes(model))
+    return len(swapped)
+
+
 def quantize_bytes(fp32_bytes, calib_uint8):
     """The int8 QDQ ModelProto of an fp32 export, calibrated on ``calib_uint8`` (N, 3, 32, 32) images."""
     import tempfile
@@ -64,14 +109,15 @@ def quantize_bytes(fp32_bytes, calib_uint8):
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     fp32 = onnx.load_from_string(fp32_bytes)
+    relu_before_maxpool(fp32)
     with tempfile.TemporaryDirectory(prefix="c100-quant-") as tmp:
         out = Path(tmp) / "int8.onnx"
         root_logger = logging.getLogger()
         level = root_logger.level  # quantize_static logs a hint to run quant_pre_process: it changes no node here
         root_logger.setLevel(logging.ERROR)
         try:
-            quantize_static(fp32, out, reader(calib_uint8), quant_format=QuantFormat.QDQ, per_channel=True,
-                            reduce_range=True, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+            quantize_static(fp32, out, reader(calib_uint8), quant_format=QuantFormat.QOperator, per_channel=True,
+                            reduce_range=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             calibrate_method=CalibrationMethod.MinMax)
         finally:
             root_logger.setLevel(level)
@@ -86,9 +132,10 @@ def quantize_int8(fp32_bytes, root, calib_images=DEFAULT_CALIB_IMAGES, seed=DEFA
     calib = calibration_images(root, calib_images, seed, verify)
     q = quantize_bytes(fp32_bytes, calib)
     fp32 = onnx.load_from_string(fp32_bytes)
-    added = {"quantization": "int8 static", "quant_method": "onnxruntime.quantization.quantize_static QDQ MinMax",
+    added = {"quantization": "int8 static", "quant_method": QUANT_METHOD,
              "quant_per_channel": "true", "quant_reduce_range": "true",
-             "quant_activation_type": "QInt8", "quant_weight_type": "QInt8",
+             "quant_activation_type": "QUInt8", "quant_weight_type": "QInt8",
+             "quant_graph_rewrite": "relu before maxpool (exact)",
              "calib_split": "train", "calib_images": str(calib_images), "calib_seed": str(seed)}
     del q.metadata_props[:]  # the fp32 graph's props (quantize_static may or may not keep them), then ours
     for p in fp32.metadata_props:

@@ -17,7 +17,7 @@ export is run (onnxruntime / torch.jit.load) at batch sizes 1 and 7 and must mat
 1e-4; --no-verify skips that.
 
 --quantize int8 (onnx only): the verified fp32 graph statically quantized with ONNX Runtime
-(quantize_static, QDQ, int8 activations and per-channel 7-bit weights, MinMax), calibrated on
+(quantize_static, QOperator, uint8 activations and per-channel 7-bit int8 weights, MinMax), calibrated on
 --calib-images train images (default 512, never test images) drawn with --calib-seed (default 0)
 from --data-root / $C100_DATA; then the int8 and fp32 test errors are measured (--no-measure: not)
 and recorded with the calibration and method in metadata_props. Default out:
@@ -45,8 +45,8 @@ def add_parser(sub):
     p.add_argument("--out", help="output file, a new path or a regular file that is replaced atomically; devices, pipes "
                         "and folders are refused (default: RUN/export/<model>.onnx | .torchscript.pt | .safetensors)")
     p.add_argument("--no-verify", action="store_true", help="do not compare the export's logits with PyTorch's")
-    p.add_argument("--quantize", choices=("int8",), help="onnx only: static int8 quantization (ONNX Runtime, QDQ, "
-                        "per-channel weights) calibrated on train images; default out RUN/export/<model>.int8.onnx")
+    p.add_argument("--quantize", choices=("int8",), help="onnx only: static int8 quantization (ONNX Runtime, QOperator "
+                        "U8S8, per-channel weights) calibrated on train images; default out RUN/export/<model>.int8.onnx")
     p.add_argument("--calib-images", type=int, default=None, metavar="N",
                    help="--quantize: calibration images drawn from the TRAIN split (default 512)")
     p.add_argument("--calib-seed", type=int, default=None, help="--quantize: seed of the calibration draw (default 0)")
