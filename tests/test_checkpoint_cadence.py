@@ -1,5 +1,7 @@
 """Checkpoint cadence (issue 19, defect 8): last.pt at cfg.checkpoint_minutes and at every stop, best.pt
 from the same serialisation, and a run killed between two writes still resumes bitwise."""
+import os
+import signal
 from types import SimpleNamespace
 
 import pytest
@@ -100,3 +102,76 @@ def test_a_run_killed_between_checkpoints_resumes_bitwise_from_the_older_last_pt
         for k in x["model"]:
             assert torch.equal(x["model"][k], y["model"][k]), (name, k)
     assert straight["test"] == resumed["test"]
+
+
+class _Pruned(Exception):
+    """What an on_epoch callback raises to stop a run at an epoch's end (as c100 tune prunes a trial)."""
+
+
+@pytest.fixture(scope="module")
+def straight(tiny_data, tmp_path_factory):
+    """The uninterrupted run, checkpointed only at its end (its best epoch held in memory till then)."""
+    out = tmp_path_factory.mktemp("straight")
+    summary = run(TrainConfig(**TINY, checkpoint_minutes=60.0), out, tiny_data, **QUIET)
+    return out, summary
+
+
+# (stop, (epoch, step_in_epoch) last.pt must hold at the stop): every way a run stops before its end
+STOPS = [("stop_at_epoch", (2, 0)), ("signal_at_epoch_end", (2, 0)), ("signal_mid_epoch", (2, 3)),
+         ("on_epoch_raises", (2, 0))]
+
+
+@pytest.mark.parametrize("stop, at", STOPS, ids=[s for s, _ in STOPS])
+def test_every_stop_writes_last_pt_although_the_cadence_said_not_yet(stop, at, straight, tiny_data, tmp_path,
+                                                                     monkeypatch):
+    """checkpoint_minutes=60: no epoch is due, so epochs 1 and 2 were never written when the run stops. The
+    stop writes last.pt at its exact position and best.pt from the best epoch held in memory; the resume then
+    ends bitwise as the uninterrupted run."""
+    writes = []
+    real_write = Checkpointer.write
+    monkeypatch.setattr(Checkpointer, "write", lambda self, c, b, a: writes.append(a) or real_write(self, c, b, a))
+    spe = load_checkpoint(straight[0] / "checkpoints/last.pt")["metrics"][0]["step"]  # steps per epoch
+    real_step, calls = trainer.train_step, []
+    kill_at = {"signal_at_epoch_end": 2 * spe, "signal_mid_epoch": 2 * spe + 3}.get(stop)
+
+    def step(*a, **k):
+        out = real_step(*a, **k)
+        calls.append(1)
+        if len(calls) == kill_at:  # a Ctrl-C right after this step
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(trainer, "train_step", step)
+    b, kw = tmp_path / "b", dict(QUIET)
+    if stop == "stop_at_epoch":
+        kw["stop_at_epoch"] = 2
+    if stop == "on_epoch_raises":
+        def prune(row):
+            if row["epoch"] == 2:
+                raise _Pruned()
+
+        kw["on_epoch"] = prune
+    cfg = TrainConfig(**TINY, checkpoint_minutes=60.0)
+    if stop == "stop_at_epoch":
+        assert run(cfg, b, tiny_data, **kw)["status"] == "stopped"
+    else:
+        with pytest.raises(_Pruned if stop == "on_epoch_raises" else trainer.TrainingInterrupted):
+            run(cfg, b, tiny_data, **kw)
+    assert writes == [at]  # once, at the stop, whatever the cadence
+    last, best = load_checkpoint(b / "checkpoints/last.pt"), load_checkpoint(b / "checkpoints/best.pt")
+    assert (last["epoch"], last["step_in_epoch"]) == at
+    rows = last["metrics"]
+    errs = [r["val_top1_err"] for r in rows]
+    assert best["epoch"] == last["best"]["epoch"] == 1 + errs.index(min(errs))  # the held best, written too
+
+    monkeypatch.setattr(trainer, "train_step", real_step)
+    writes.clear()
+    resumed = run(None, b, tiny_data, resume=True, **QUIET)
+    assert writes == [(4, 0)]
+    for name in ("last.pt", "best.pt"):
+        x, y = load_checkpoint(straight[0] / "checkpoints" / name), load_checkpoint(b / "checkpoints" / name)
+        assert x["epoch"] == y["epoch"] and x["best"] == y["best"], name
+        for k in x["model"]:
+            assert torch.equal(x["model"][k], y["model"][k]), (name, k)
+        assert [r["train_loss"] for r in x["metrics"]] == [r["train_loss"] for r in y["metrics"]], name
+    assert straight[1]["test"] == resumed["test"]

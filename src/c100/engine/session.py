@@ -135,8 +135,14 @@ def new_state(s: Session, model) -> TrainState:
     return TrainState(model, build_optimizer(model, cfg), ema, scaler)
 
 
-def wrap_model(s: Session, model, compile=True):
-    """What the loop calls: ``model`` DDP-wrapped under torchrun, then compiled (cfg.compile, CUDA only).
+def compiles(s: Session) -> bool:
+    """Whether the loop's model is torch.compiled: cfg.compile, on CUDA only (ignored on the CPU)."""
+    return bool(s.cfg.compile) and s.device.type == "cuda"
+
+
+def wrap_model(s: Session, model):
+    """What the loop calls: ``model`` DDP-wrapped under torchrun, then compiled (``compiles``). The budget
+    probe (c100.engine.budget) times this same module, so the compilation happens there, once.
 
     DDP first: compiling the DDP module lets TorchDynamo's DDP optimizer split the graph at the gradient
     buckets, so each bucket's all-reduce overlaps the rest of the backward pass; a compiled module inside
@@ -144,6 +150,6 @@ def wrap_model(s: Session, model, compile=True):
     if s.env.enabled:
         ids = [s.device.index] if s.device.type == "cuda" else None
         model = nn.parallel.DistributedDataParallel(model, device_ids=ids)
-    if compile and s.cfg.compile and s.device.type == "cuda":
+    if compiles(s):
         model = torch.compile(model)
     return model

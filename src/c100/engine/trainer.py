@@ -13,7 +13,6 @@ The pieces: a Session (c100.engine.session) holds what the run is set up with, a
 (c100.engine.state) what it changes and checkpoints; c100.engine.budget times this module's step;
 c100.engine.resume finds where a run starts; c100.engine.summary writes what it reports.
 """
-import copy
 import time
 from contextlib import nullcontext
 from functools import partial
@@ -25,7 +24,7 @@ from c100.data.cifar import resolve_root
 from c100.data.loader import TrainBatches, steps_per_epoch
 from c100.distributed import (DistributedError, agree_max, all_reduce_sum, barrier, broadcast_object, cleanup,
                               comm_error_message, env_rank, fault_point, is_comm_error)
-from c100.engine.budget import fit_budget, measure_step_time
+from c100.engine.budget import fit_budget, measure_step_time, time_steps, weights_kept
 from c100.engine.checkpoints import Checkpointer
 from c100.engine.device import autocast_for, resolve_device, sync
 from c100.engine.evaluate import evaluate
@@ -35,7 +34,7 @@ from c100.engine.optim import set_lr
 from c100.engine.resume import fresh_config, resume_config, resume_point
 from c100.engine.sam import sam_step
 from c100.engine.schedule import lr_at
-from c100.engine.session import Session, build_model, load_data, new_state, open_session, wrap_model
+from c100.engine.session import Session, build_model, compiles, load_data, new_state, open_session, wrap_model
 from c100.engine.state import TrainState
 from c100.engine.summary import build_summary, done_line, epoch_line, hparams, start_line
 from c100.errors import ConfigError, ResourceError
@@ -134,8 +133,9 @@ def _run(s: Session, ckpt, stop_at_epoch, on_epoch, test):
 def _train(s: Session, ckpt, stop_at_epoch, on_epoch=None, test=True):
     data = load_data(s.cfg, s.data_root, s.verify, s.device)
     model, info = build_model(s)
+    train_model = wrap_model(s, model)  # what the loop calls: DDP-wrapped under torchrun, then compiled
     if ckpt is None and s.cfg.budget_minutes:
-        data = _fit_budget(s, model, data)
+        data = _fit_budget(s, model, train_model, data)
     cfg = s.cfg
     spe = steps_per_epoch(len(data.train), cfg.batch_size)
     if spe < 1:  # checked before anything is written, so a refused config leaves no trace
@@ -143,7 +143,6 @@ def _train(s: Session, ckpt, stop_at_epoch, on_epoch=None, test=True):
     s.dir.remove_stale_temp_files(s.log)
     s.dir.write_config(cfg.to_dict())
     state = new_state(s, model)
-    train_model = wrap_model(s, model)
     if ckpt is not None:
         state = TrainState.from_checkpoint(ckpt, s, model, state.optimizer, state.ema, state.scaler, s.dir.last)
         s.log(f"resumed {s.dir.path} at epoch {state.epoch}, step {state.step_in_epoch}")
@@ -168,14 +167,19 @@ def _train(s: Session, ckpt, stop_at_epoch, on_epoch=None, test=True):
     return _finish(s, state, data, info, test)
 
 
-def _fit_budget(s: Session, model, data):
-    """Fit s.cfg's epochs (or its training subset) to its budget, timing the loop's own step on a copy."""
-    probe = new_state(s, copy.deepcopy(model))  # its own optimizer, EMA and GradScaler: nothing shared
-    step = partial(_step, s, probe, wrap_model(s, probe.model, compile=False))
-    step_s = measure_step_time(step, s.cfg, data.train, s.device, s.env)
-    cfg = s.cfg = broadcast_object(fit_budget(s.cfg, step_s, steps_per_epoch(len(data.train), s.cfg.batch_size),
-                                              len(data.train)), s.env)
-    s.log(f"budget {cfg.budget_minutes:g} min, {step_s * 1000:.1f} ms/step measured: "
+def _fit_budget(s: Session, model, train_model, data):
+    """Fit s.cfg's epochs (or its training subset) to its budget, timing the loop's own step on
+    ``train_model``, the DDP-wrapped and compiled module training goes on with: its compilation happens
+    here, once, and is taken out of the budget. A throw-away optimizer, EMA and GradScaler; the model's
+    weights and buffers are put back afterwards, so training starts bitwise as without a budget."""
+    with weights_kept(model):
+        probe = new_state(s, model)
+        timing = time_steps(partial(_step, s, probe, train_model), s.cfg, data.train, s.device, s.env)
+        del probe
+    spe = steps_per_epoch(len(data.train), s.cfg.batch_size)
+    cfg = s.cfg = broadcast_object(fit_budget(s.cfg, timing.step_s, spe, len(data.train), timing.warmup_s), s.env)
+    s.log(f"budget {cfg.budget_minutes:g} min, {timing.step_s * 1000:.1f} ms/step measured, "
+          f"{timing.warmup_s:.1f} s more in the first steps{' (compilation)' if compiles(s) else ''}: "
           f"{cfg.epochs} epoch(s) on {cfg.train_subset or len(data.train)} images")
     return load_data(cfg, s.data_root, s.verify, s.device) if cfg.train_subset else data
 
