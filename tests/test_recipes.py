@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from c100.checkpoint import load_checkpoint
 from c100.data.loader import Normalizer
-from c100.engine.device import resolve_amp
+from c100.engine.device import autocast_for, resolve_amp
 from c100.engine.config import TrainConfig, model_kwargs
 from c100.engine.ema import EMA
 from c100.engine.evaluate import evaluate
@@ -230,8 +230,14 @@ def test_a_run_with_every_augmentation_and_ema_finishes_and_evaluates_the_ema_we
     test = load_split(tiny_data, "test", "structure")
     model = create_model("simplecnn")
     model.load_state_dict(ckpt["ema"])
+    # evaluated as the run evaluates: its precision (bf16 autocast where the CPU has bf16 units,
+    # where one image's top-5 can differ from fp32's) and its memory format
+    cpu = torch.device("cpu")
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     metrics, _ = evaluate(model, torch.from_numpy(test.images), torch.from_numpy(test.fine),
-                          Normalizer.named(cfg.normalize), 1000, cfg.tta)
+                          Normalizer.named(cfg.normalize, cpu, cfg.channels_last), 1000, cfg.tta,
+                          autocast_for(cfg, cpu)[0])
     assert metrics["top1_err"] == s["test"]["top1_err"] and metrics["top5_err"] == s["test"]["top5_err"]
     row = json.loads((tmp_path / "r/metrics.jsonl").read_text().splitlines()[-1])
     assert math.isfinite(row["train_loss"]) and 0 <= row["train_top1_err"] <= 100
