@@ -91,7 +91,8 @@ def run(args):
 
     spec, _ = resolve(args)
     if args.show_space:
-        print(f"# c100 tune {spec.model} --recipe {spec.recipe}: default search space (edit, then --space FILE)")
+        what = f"search space of {args.space}" if args.space else "default search space (edit, then --space FILE)"
+        print(f"# c100 tune {spec.model} --recipe {spec.recipe}: {what}")
         print(space_yaml(spec.space), end="")
         return 0
     from c100.data.cifar import ensure_data
