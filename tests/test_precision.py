@@ -113,6 +113,36 @@ def test_evaluation_logits_are_fp32_under_bf16_autocast(tta):
     assert logits.dtype == torch.float32 and logits.shape == (12, 100) and torch.isfinite(logits).all()
 
 
+def test_rank_ties_in_bf16_logits_are_resolved_in_fp32():
+    """Two classes whose logits differ by less than bf16 resolves tie under autocast; those images are
+    evaluated again in fp32 (also inside the caller's autocast), so the top-1/top-5 errors do not
+    depend on how topk breaks the tie, and untied images keep their bf16 logits."""
+    from functools import partial
+
+    from c100.data.loader import Normalizer
+    from c100.engine.evaluate import _rank_ties, predict_logits
+
+    class Head(torch.nn.Module):  # logit c = 10 + c * step: step 1e-3 (ties in bf16) for grey images, 0.5 for black
+        def forward(self, x):
+            grey = x.mean(dim=(1, 2, 3))[:, None] > -1.0
+            step = torch.where(grey, 1e-3, 0.5)
+            out = 10 + torch.arange(100.0, device=x.device)[None] * step
+            return out.to(torch.bfloat16) if torch.is_autocast_enabled("cpu") else out  # as a bf16 layer
+
+    images = torch.zeros((8, 3, 32, 32), dtype=torch.uint8)
+    images[:2] = 128  # images 0 and 1 near-tied, the others not
+    norm = Normalizer.named("cifar100", CPU)
+    bf16 = partial(torch.autocast, device_type="cpu", dtype=torch.bfloat16)
+    with bf16():
+        raw = Head()(norm(images)).to(torch.bfloat16).float()
+        assert _rank_ties(raw)[:2].all() and not _rank_ties(raw)[2:].any()
+        logits = predict_logits(Head(), images, norm, 4, "none", bf16)
+    fp32 = Head()(norm(images))
+    assert torch.equal(logits[:2], fp32[:2])  # the tied images: fp32 logits, no ties left
+    assert not _rank_ties(logits).any() and logits[:2].argmax(1).tolist() == [99, 99]
+    assert torch.equal(logits[2:], raw[2:])  # the others: their bf16 logits as they were
+
+
 def test_cuda_settings_apply_on_cuda_only(monkeypatch):
     """cudnn.benchmark and TF32 matmuls on CUDA, set where training and evaluation resolve their device
     (issue 19, defect 6); on the CPU nothing changes and the summary's "cuda_settings" is null."""
