@@ -79,8 +79,10 @@ def predict_logits(model, images_uint8, normalizer, batch_size=1000, tta="none",
         if autocast:
             tied = _rank_ties(logits)
             if tied.any():  # recompute only those images in fp32, where the ties are gone
-                fp32 = partial(torch.autocast, device_type=x.device.type, enabled=False)  # also inside a caller's autocast
-                logits[tied] = _view_mean(getattr(model, "_orig_mod", model), x[tied].float(), tta, fp32)  # eager: no recompile
+                # autocast off explicitly (the caller may be inside its own autocast region), and the
+                # eager module of a compiled one, so that a few odd-sized fp32 batches compile nothing
+                fp32 = partial(torch.autocast, device_type=x.device.type, enabled=False)
+                logits[tied] = _view_mean(getattr(model, "_orig_mod", model), x[tied].float(), tta, fp32)
         out.append(logits)
     if not out:  # more ranks than batches: this rank contributes an empty (0, C) block
         out.append(model(normalizer(images_uint8[:0])).float())
