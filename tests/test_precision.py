@@ -114,7 +114,7 @@ def test_evaluation_logits_are_fp32_under_bf16_autocast(tta):
 
 
 def test_rank_ties_in_bf16_logits_are_resolved_in_fp32():
-    """Two classes whose logits differ by less than bf16 resolves tie under autocast; those images are
+    """Logits that differ by less than bf16 can resolve are tied under autocast; those images are
     evaluated again in fp32 (also inside the caller's autocast), so the top-1/top-5 errors do not
     depend on how topk breaks the tie, and untied images keep their bf16 logits."""
     from functools import partial

@@ -69,7 +69,7 @@ _recipe(
     "with `fast`'s optimiser choices and a 60-epoch linear schedule: Nesterov SGD lr 0.1, momentum 0.9, "
     "weight decay 5e-4 off norms and biases, 1 warm-up epoch then linear decay to 0, no label smoothing, "
     "flip TTA at test, bf16 autocast where the CPU has bf16 units (amp auto) and channels_last. Length, "
-    "label smoothing and TTA chosen on the validation split (60 epochs without smoothing: val 24.18 / 6.54 "
+    "label smoothing and TTA chosen on the validation split (60 epochs without smoothing: val 24.18 / 6.52 "
     "with flip TTA, against 24.20 / 7.36 for 34 epochs with smoothing 0.1; docs/BENCHMARKS.md 3c). Batch "
     "128 rather than `fast`'s 512: on the CPU a larger batch buys little speed (resnet18 bf16 step: 175 "
     "img/s at 128, 181 at 512) and the schedule gets 4x more updates. Holds out 5,000 validation images, "
