@@ -64,10 +64,11 @@ _recipe(
 _recipe(
     "cpu",
     "ResNet18's tutorial row (24.39 / 6.95) on a CPU without a GPU: 60 epochs of ~237 s on 2 cores of an "
-    "Intel Xeon with AMX or an AMD Zen 5 (~4.5 h; ~425 s per epoch on Zen 4, whose bf16 units are half as "
-    "wide), resumable across sessions (`c100 train --resume RUN`). The tutorial's crop+flip and batch 128 "
-    "with `fast`'s optimiser choices and a 60-epoch linear schedule: Nesterov SGD lr 0.1, momentum 0.9, "
-    "weight decay 5e-4 off norms and biases, 1 warm-up epoch then linear decay to 0, no label smoothing, "
+    "Intel Xeon with AMX or an AMD Zen 5 (~4.5 h; ~300 s on a slower shared Zen 5 host; ~425 s per epoch "
+    "on Zen 4, whose bf16 units are half as wide), resumable across sessions (`c100 train --resume RUN`). "
+    "The tutorial's crop+flip and batch 128 with `fast`'s optimiser choices and a 60-epoch linear "
+    "schedule: Nesterov SGD lr 0.1, momentum 0.9, weight decay 5e-4 off norms and biases, 1 warm-up "
+    "epoch then linear decay to 0, no label smoothing, "
     "flip TTA at test, bf16 autocast where the CPU has bf16 units (amp auto) and channels_last. Length, "
     "label smoothing and TTA chosen on the validation split (60 epochs without smoothing: val 24.18 / 6.52 "
     "with flip TTA, against 24.20 / 7.36 for 34 epochs with smoothing 0.1; docs/BENCHMARKS.md 3c). Batch "
