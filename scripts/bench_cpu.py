@@ -10,8 +10,9 @@ start-up and warm-up, is dropped). Both figures include the whole training step:
 forward, backward, optimizer, metrics; neither includes validation. It prints, per model and
 recipe: images/s of both, the ratio, the step's achieved GFLOP/s (3 x forward FLOPs per image,
 fvcore-style counting by c100.models.info) against this machine's matmul peak measured in the same
-command (4096^2 fp32 and bf16), and what c100 computed with (resolved amp, channels_last, torch's
-CPU capability, oneDNN version). Run it on a quiet machine: a background job halves every figure.
+command (4096^2 fp32 and bf16), and what c100 computed with (resolved amp, channels_last, CPU kernels
+(``--cpu-kernels aten inductor`` times both), torch's CPU capability, oneDNN version). Run it on a
+quiet machine: a background job halves every figure.
 Speed targets live here and in docs/BENCHMARKS.md, never in unit tests.
 """
 import argparse
@@ -61,11 +62,11 @@ def baseline(args, model, limit):
     return {"epoch_s": epoch_s, "images_per_s": limit / epoch_s, "epochs_s": [r["train_s"] for r in rows]}
 
 
-def c100_run(args, model, recipe, limit):
-    run_dir = Path(args.out) / f"{model}-{recipe}"
+def c100_run(args, model, recipe, limit, kernels):
+    run_dir = Path(args.out) / (f"{model}-{recipe}" + (f"-{kernels}" if kernels != "auto" else ""))
     sh([sys.executable, "-m", "c100", "train", model, "--recipe", recipe, "--data-root", args.root,
         "--out", run_dir, "--train-subset", limit, "--epochs", args.epochs, "--eval-every", 1000,
-        "--verify", "structure", "--no-progress", *args.extra])
+        "--verify", "structure", "--no-progress", "--cpu-kernels", kernels, *args.extra])
     cfg = json.loads((run_dir / "config.json").read_text())
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     steady = metrics[1:] or metrics
@@ -73,6 +74,7 @@ def c100_run(args, model, recipe, limit):
     summary = json.loads((run_dir / "summary.json").read_text())
     return {"images_per_s": ips, "epochs_s": [m["epoch_time_s"] for m in metrics], "gflops": summary["gflops"],
             "amp": cfg["amp"], "channels_last": cfg["channels_last"], "batch_size": cfg["batch_size"],
+            "cpu_kernels": cfg.get("cpu_kernels", "aten"),
             "device": summary.get("device"), "run": run_dir.name}
 
 
@@ -103,6 +105,8 @@ def main():
     ap.add_argument("--limit", type=int, default=0, help="training images per epoch (default per model)")
     ap.add_argument("--epochs", type=int, default=4, help="c100 epochs per timing (the first is dropped)")
     ap.add_argument("--baseline-epochs", type=int, default=2)
+    ap.add_argument("--cpu-kernels", nargs="+", default=["auto"],
+                    help="c100 --cpu-kernels values to time, each against the same baseline (e.g. aten inductor)")
     ap.add_argument("--out", required=True)
     ap.add_argument("extra", nargs="*", help="extra `c100 train` options after --")
     args = ap.parse_args()
@@ -117,8 +121,8 @@ def main():
     for model in args.models:
         limit = args.limit or DEFAULT_LIMITS.get(model, 5000)
         base = baseline(args, model, limit)
-        for recipe in args.recipes:
-            c = c100_run(args, model, recipe, limit)
+        for recipe, kern in [(r, k) for r in args.recipes for k in args.cpu_kernels]:
+            c = c100_run(args, model, recipe, limit, kern)
             achieved = 3 * c["gflops"] * c["images_per_s"]
             units = "bf16" if c["amp"] == "bf16" else "fp32"
             rows.append({"model": model, "recipe": recipe, "images": limit, "seed_images_per_s": base["images_per_s"],
@@ -130,10 +134,11 @@ def main():
               "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": commit(),
               "command": " ".join(sys.argv), "matmul_peak_gflop_s": peak, "rows": rows}
     (Path(args.out) / "bench_cpu.json").write_text(json.dumps(result, indent=1))
-    print(f"\n{'model':10} {'recipe':6} {'batch':>5} {'amp':5} {'seed img/s':>10} {'c100 img/s':>10} "
+    print(f"\n{'model':10} {'recipe':6} {'batch':>5} {'amp':5} {'kernels':8} {'seed img/s':>10} {'c100 img/s':>10} "
           f"{'ratio':>6} {'GFLOP/s':>8} {'of peak':>8}")
     for r in rows:
         print(f"{r['model']:10} {r['recipe']:6} {r['c100']['batch_size']:>5} {r['c100']['amp']:5} "
+              f"{r['c100']['cpu_kernels']:8} "
               f"{r['seed_images_per_s']:>10.0f} {r['c100_images_per_s']:>10.0f} {r['ratio']:>5.2f}x "
               f"{r['achieved_gflop_s']:>8.0f} {r['fraction_of_matmul_peak']:>7.0%}")
     k = result["machine"]

@@ -20,7 +20,7 @@ from c100.commands import bench
 from c100.commands._common import overrides_from
 from c100.distributed import DistEnv, rank_seed
 from c100.engine.config import TrainConfig
-from c100.engine.device import resolve_amp
+from c100.engine.device import resolve_amp, resolve_cpu_kernels
 from c100.engine.recipes import get_recipe
 from c100.engine.state import restore_rng as _restore_rng
 from c100.models import create_model
@@ -219,7 +219,9 @@ def test_bench_parallel_on_two_cpu_processes_and_resume_skips(tiny_data, tmp_pat
     for cfg, run_dir in planned:
         saved = json.loads((run_dir / "config.json").read_text())
         saved.pop("c100_version")
-        assert TrainConfig.from_dict(saved) == cfg.replace(amp=resolve_amp(cfg.amp, torch.device("cpu")))  # as run
+        cpu = torch.device("cpu")  # as run: amp and cpu_kernels resolved
+        assert TrainConfig.from_dict(saved) == cfg.replace(amp=resolve_amp(cfg.amp, cpu),
+                                                           cpu_kernels=resolve_cpu_kernels(cfg.cpu_kernels, cpu))
         assert json.loads((run_dir / "summary.json").read_text())["status"] == "finished"
         assert (suite / "logs" / f"{run_dir.name}.log").exists()
     assert p.stdout.count("simplecnn ") >= 2  # the table

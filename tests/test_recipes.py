@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from c100.checkpoint import load_checkpoint
 from c100.data.loader import Normalizer
-from c100.engine.device import autocast_for, resolve_amp
+from c100.engine.device import autocast_for, resolve_amp, resolve_cpu_kernels
 from c100.engine.config import TrainConfig, model_kwargs
 from c100.engine.ema import EMA
 from c100.engine.evaluate import evaluate
@@ -223,7 +223,9 @@ def test_a_run_with_every_augmentation_and_ema_finishes_and_evaluates_the_ema_we
     assert ckpt["ema"] is not None and ckpt["ema"].keys() == ckpt["model"].keys()
     assert any(not torch.equal(ckpt["ema"][k], ckpt["model"][k]) for k in ckpt["model"])
     # the checkpoint holds the config as run: amp "auto" resolved for this machine (bf16 or none)
-    assert TrainConfig.from_dict(ckpt["config"]) == cfg.replace(amp=resolve_amp("auto", torch.device("cpu")))
+    cpu = torch.device("cpu")
+    assert TrainConfig.from_dict(ckpt["config"]) == cfg.replace(amp=resolve_amp("auto", cpu),
+                                                                cpu_kernels=resolve_cpu_kernels("auto", cpu))
     # the summary's test error is the EMA weights' (what `c100 eval` loads first)
     from c100.data.cifar import load_split
 

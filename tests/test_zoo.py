@@ -7,6 +7,8 @@ import torch.nn.functional as F
 
 from c100.errors import ConfigError, UnknownNameError
 from c100.models import create_model, get_entry, list_aliases, list_models, register_alias, register_model
+from c100.engine.device import cpp_compiler_found
+from c100.models.fused_pool import set_cpu_kernels
 from c100.models.info import count_params
 from c100.models.pyramidnet import ShakeDrop, ShakeDropFunction
 
@@ -358,12 +360,16 @@ def test_unknown_model_suggests_close_names():
         create_model("resnet19")
 
 
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_simplecnn_pool_before_relu_equals_the_seeds_order_bitwise(channels_last):
-    """simplecnn runs relu(pool(conv)) for speed; outputs and every gradient must equal the seed's
+@pytest.mark.parametrize("channels_last,kernels", [(False, "aten"), (True, "aten"), (True, "inductor")])
+def test_simplecnn_pool_before_relu_equals_the_seeds_order_bitwise(channels_last, kernels):
+    """simplecnn runs relu(pool(conv)) for speed (with cpu_kernels=inductor as one generated kernel
+    each way, c100.models.fused_pool); outputs and every gradient must equal the seed's
     pool(relu(conv)) exactly, including windows whose maximum is tied, zero or negative."""
+    if kernels == "inductor" and not cpp_compiler_found():
+        pytest.skip("no C++ compiler for inductor's CPU kernels")
     torch.manual_seed(0)
     model = create_model("simplecnn")
+    set_cpu_kernels(model, kernels)
 
     def seed_forward(m, x):  # the seed tutorial's forward, literally
         x = m.pool(F.relu(m.conv1(x)))

@@ -15,6 +15,7 @@ NORMALIZE = ("seed", "cifar100")
 AMP = ("auto", "bf16", "fp16", "none")
 TTA = ("none", "flip", "flip-translate")
 DEVICES = ("auto", "cpu", "cuda")
+CPU_KERNELS = ("auto", "inductor", "aten")
 # Builder keywords that take `drop_path`, in order of preference: ShakeDrop's p_L (pyramidnet);
 # stochastic depth under the names models use for it (timm/<name> entries take drop_path_rate).
 DROP_PATH_KWARGS = ("shakedrop", "drop_path_rate", "drop_path", "stochastic_depth")
@@ -82,6 +83,10 @@ class TrainConfig:
                               "else none (fp32); config.json records the resolved value", AMP)
     channels_last: bool = option(True, "NHWC activations and weights, on CUDA and the CPU (true/false)")
     compile: bool = option(False, "torch.compile the model, on CUDA only; ignored on the CPU (true/false)")
+    cpu_kernels: str = option("auto", "CPU training kernels: inductor = generated fused kernels where a model has "
+                                      "them (simplecnn's pool + ReLU; results bit-identical to aten's), aten = "
+                                      "PyTorch's own; auto = inductor on the CPU where a C++ compiler is found. "
+                                      "config.json records the resolved value", CPU_KERNELS)
     sync_bn: bool = option(False, "SyncBatchNorm across ranks under torchrun (true/false)")
     eval_batch_size: int = option(1000, "evaluation batch size")
     checkpoint_minutes: float = option(1.0, "write checkpoints/last.pt (and a better best.pt) once at least this "
@@ -184,6 +189,7 @@ def _check_data(c):
 def _check_execution(c):
     _check(c.device in DEVICES, f"device must be one of {DEVICES}, got {c.device!r}")
     _check(c.amp in AMP, f"amp must be one of {AMP}, got {c.amp!r}")
+    _check(c.cpu_kernels in CPU_KERNELS, f"cpu_kernels must be one of {CPU_KERNELS}, got {c.cpu_kernels!r}")
     _check(c.tta in TTA, f"tta must be one of {TTA}, got {c.tta!r}")
     _check(c.eval_every >= 1, f"eval_every must be at least 1, got {c.eval_every}")
     _check(c.checkpoint_minutes >= 0, f"checkpoint_minutes must be >= 0, got {c.checkpoint_minutes}")

@@ -2,7 +2,7 @@
 from c100.checkpoint import load_checkpoint
 from c100.distributed import DistEnv, env_rank
 from c100.engine.config import TrainConfig
-from c100.engine.device import device_kind, resolve_amp
+from c100.engine.device import device_kind, resolve_amp, resolve_cpu_kernels
 from c100.errors import CheckpointError, ConfigError, RunFolderError
 from c100.models import get_entry
 from c100.run_folder import EXECUTION_FIELDS, RunDir
@@ -79,7 +79,8 @@ def fresh_config(rd: RunDir, cfg: TrainConfig | None) -> TrainConfig:
     if cfg is None:
         raise ConfigError("no config given")
     get_entry(cfg.model)  # an unknown model fails here
-    # config.json records the precision actually used ("auto" resolved for this machine)
-    cfg = cfg.replace(amp=resolve_amp(cfg.amp, device_kind(cfg.device, DistEnv().local_rank)))
+    # config.json records the precision and CPU kernels actually used ("auto" resolved for this machine)
+    device = device_kind(cfg.device, DistEnv().local_rank)
+    cfg = cfg.replace(amp=resolve_amp(cfg.amp, device), cpu_kernels=resolve_cpu_kernels(cfg.cpu_kernels, device))
     rd.check_fresh_start(cfg.to_dict())
     return cfg

@@ -20,12 +20,13 @@ from c100.data.cifar import NUM_CLASSES, load_meta, load_split, train_val_indice
 from c100.data.loader import DeviceDataset, Normalizer, StrongAugment, strong_augment
 from c100.distributed import DistEnv, cleanup, init as dist_init, rank_seed
 from c100.engine.config import TrainConfig, model_kwargs
-from c100.engine.device import autocast_for, resolve_device
+from c100.engine.device import autocast_for, resolve_cpu_kernels, resolve_device
 from c100.engine.ema import EMA
 from c100.engine.optim import build_optimizer
 from c100.engine.state import TrainState
 from c100.errors import ConfigError
 from c100.models import create_model
+from c100.models.fused_pool import set_cpu_kernels
 from c100.models.info import count_params, forward_gflops
 from c100.run_folder import RunDir
 
@@ -119,6 +120,7 @@ def build_model(s: Session):
     model = model.to(s.device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    set_cpu_kernels(model, resolve_cpu_kernels(cfg.cpu_kernels, s.device))
     if s.env.rank:
         # Every rank built the same initial weights above (and DDP copies rank 0's anyway); from
         # here each rank draws its own dropout masks, as a single process does for each image of
