@@ -125,3 +125,24 @@ def test_a_run_records_its_kernels_and_trains_and_resumes_as_with_aten(tiny_data
     for k in ckpts["aten"]:
         assert torch.equal(ckpts["auto"][k], ckpts["aten"][k]), k
         assert torch.equal(ckpts["auto"][k], ckpts["resumed"][k]), k
+
+
+def test_a_kernel_that_cannot_be_built_runs_eagerly_with_the_same_values(monkeypatch):
+    """A broken compiler must not stop training: the same functions run eagerly, with a warning."""
+    from c100.models import fused_pool
+
+    def broken():
+        def fail(*a):
+            raise RuntimeError("no working C++ compiler")
+        return fail, fail
+
+    monkeypatch.setattr(fused_pool, "_kernels", broken)
+    monkeypatch.setattr(fused_pool, "_failed", [])
+    x = _tied_input((2, 4, 6, 6), torch.float32)
+    a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+    g = torch.randn(2, 4, 3, 3)
+    reference(a).backward(g)
+    with pytest.warns(RuntimeWarning, match="could not build"):
+        out = _PoolReLU.apply(b)
+    out.backward(g)
+    assert torch.equal(out, reference(x)) and torch.equal(a.grad, b.grad)

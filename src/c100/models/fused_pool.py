@@ -18,6 +18,7 @@ Used only where it pays and is exact: on the CPU, in training (grad enabled, inp
 for an NHWC input with even height and width. Everything else (evaluation, export, CUDA, odd sizes)
 takes aten's path. ``kernels="aten"`` turns it off (the config's ``cpu_kernels``).
 """
+import warnings
 from functools import lru_cache
 
 import torch
@@ -52,17 +53,34 @@ def _kernels():
     return torch.compile(_forward, dynamic=False), torch.compile(_backward, dynamic=False)
 
 
+_failed = []  # the compile error, once one happened: every later call runs the same code eagerly
+
+
+def _call(i, *args):
+    """Kernel ``i`` (0 forward, 1 backward), generated; if inductor cannot build it (a broken compiler,
+    an unwritable cache), the same function runs eagerly: the same values, only slower, with a warning."""
+    if not _failed:
+        try:
+            return _kernels()[i](*args)
+        except Exception as e:  # noqa: BLE001 - inductor's and the compiler's errors have many types
+            _failed.append(e)
+            warnings.warn(f"c100: inductor could not build the fused pool + ReLU kernels ({type(e).__name__}: "
+                          f"{str(e)[:200]}); running them eagerly (same results, slower). --cpu-kernels aten "
+                          f"uses PyTorch's own kernels", RuntimeWarning, stacklevel=2)
+    return (_forward, _backward)[i](*args)
+
+
 class _PoolReLU(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x):
-        y, code = _kernels()[0](x)
+        y, code = _call(0, x)
         ctx.save_for_backward(code)
         return y
 
     @staticmethod
     def backward(ctx, g):
         (code,) = ctx.saved_tensors
-        return _kernels()[1](g, code)
+        return _call(1, g, code)
 
 
 def fusable(x) -> bool:
