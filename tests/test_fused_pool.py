@@ -146,3 +146,16 @@ def test_a_kernel_that_cannot_be_built_runs_eagerly_with_the_same_values(monkeyp
         out = _PoolReLU.apply(b)
     out.backward(g)
     assert torch.equal(out, reference(x)) and torch.equal(a.grad, b.grad)
+
+
+@needs_compiler
+def test_many_input_shapes_keep_generated_kernels(caplog):
+    """Tuning trials and evaluation-free probes bring new batch sizes: past dynamo's default of 8
+    compiled versions per function the rest would silently run eagerly (10x slower)."""
+    import logging
+
+    caplog.set_level(logging.WARNING)
+    for n in range(1, 11):
+        x = _tied_input((n, 2, 4, 4), torch.float32).requires_grad_()
+        _PoolReLU.apply(x).sum().backward()
+    assert not [r for r in caplog.records if "recompile_limit" in r.getMessage() or "cache_size_limit" in r.getMessage()]

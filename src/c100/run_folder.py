@@ -32,9 +32,10 @@ LOCK_NAME = ".c100.lock"
 # eval_every only which epochs carry val_* columns (and so which epoch best.pt may hold): the weights
 # of every epoch, the test error and predictions.npz are the same; notes is a label. (The writer used
 # to ignore compile but not eval_every, the report eval_every but not compile.) checkpoint_minutes says
-# only how often the (bitwise resumable) state is written.
-EXECUTION_FIELDS = frozenset({"device", "threads", "compile", "eval_batch_size", "eval_every", "checkpoint_minutes",
-                              "notes"})
+# only how often the (bitwise resumable) state is written. cpu_kernels picks kernels whose results
+# equal aten's bit for bit (c100.models.fused_pool).
+EXECUTION_FIELDS = frozenset({"device", "threads", "compile", "cpu_kernels", "eval_batch_size", "eval_every",
+                              "checkpoint_minutes", "notes"})
 # config.json keys that record where and with what a run was made, not what it trained.
 BOOKKEEPING = frozenset({"c100_version", "data_root"})
 # Fields that fit_budget (c100.engine) sets in config.json when budget_minutes is given.

@@ -53,6 +53,7 @@ def _kernels():
     return torch.compile(_forward, dynamic=False), torch.compile(_backward, dynamic=False)
 
 
+_MAX_SHAPES = 64
 _failed = []  # the compile error, once one happened: every later call runs the same code eagerly
 
 
@@ -61,7 +62,10 @@ def _call(i, *args):
     an unwritable cache), the same function runs eagerly: the same values, only slower, with a warning."""
     if not _failed:
         try:
-            return _kernels()[i](*args)
+            # one kernel per input shape (batch sizes differ between tuning trials and tests): more
+            # than dynamo's default of 8 compiled versions per function, which would run the rest eagerly
+            with torch._dynamo.config.patch(recompile_limit=_MAX_SHAPES):
+                return _kernels()[i](*args)
         except Exception as e:  # noqa: BLE001 - inductor's and the compiler's errors have many types
             _failed.append(e)
             warnings.warn(f"c100: inductor could not build the fused pool + ReLU kernels ({type(e).__name__}: "
