@@ -85,8 +85,9 @@ def cpp_compiler_found() -> bool:
 
 def resolve_cpu_kernels(kernels: str, device: torch.device) -> str:
     """The concrete CPU kernel choice for a config's ``cpu_kernels`` on ``device``: inductor | aten.
-    ``auto`` is inductor on a CPU with a C++ compiler (measured on simplecnn's bf16 step: ~5% faster,
-    docs/BENCHMARKS.md 3b); aten on CUDA, where the generated CPU kernels never run."""
+    ``auto`` is inductor on a CPU with a C++ compiler (simplecnn's bf16 step: +7.5% on Zen 4, median
+    of 8 interleaved rounds, docs/BENCHMARKS.md 3b); aten on CUDA, where the generated CPU kernels
+    never run."""
     if kernels != "auto":
         return kernels
     return "inductor" if device.type == "cpu" and cpp_compiler_found() else "aten"
